@@ -552,11 +552,15 @@ struct Connection::Impl {
         if (!(s.peer_reset || s.stopped)) {
             conn_consumed += unconsumed;
         }
+        const bool known_to_app = local || s.meta_parsed;
         streams.erase(id);
-        Event e;
-        e.type = EventType::kStreamClosed;
-        e.stream = id;
-        push_event(std::move(e));
+        if (known_to_app) {
+            // A peer stream reset before its head arrived was never announced; stay silent.
+            Event e;
+            e.type = EventType::kStreamClosed;
+            e.stream = id;
+            push_event(std::move(e));
+        }
         if (!local) {
             ++peer_streams_allowed;
             max_streams_pending = true;
@@ -1504,7 +1508,7 @@ struct Connection::Impl {
         if (state == State::kHandshake) {
             take(created + cfg.handshake_timeout);
         }
-        if (state == State::kEstablished && cfg.keepalive_interval.count() > 0) {
+        if (state == State::kEstablished && cfg.keepalive_interval.count() > 0 && !ping_pending) {
             take(last_ack_eliciting_send_time + cfg.keepalive_interval);
         }
         if (datagram() && has_pending_send() && bytes_in_flight < cc->cwnd()) {

@@ -41,6 +41,7 @@ struct StreamApp {
     bool head_seen = false;
     bool closed = false;
     bool blocked = false;
+    bool aborted = false;
 };
 
 class Peer final : public Endpoint {
@@ -59,6 +60,8 @@ public:
         c.idle_timeout = cfg.idle_timeout;
         c.keepalive_interval = cfg.idle_timeout / 3;
         c.max_streams = std::max<std::uint64_t>(100, cfg.streams);
+        c.connection_send_buffer = cfg.connection_send_buffer;
+        c.stream_send_buffer = std::min<std::uint64_t>(c.stream_send_buffer, cfg.connection_send_buffer);
         ccfg_ = c;
         const std::string problem = proto::validate(c);
         if (!problem.empty()) {
@@ -133,7 +136,13 @@ public:
         if (!error_.empty()) {
             return true;
         }
-        return completed_streams_ == cfg_.streams && closed_streams_ == cfg_.streams;
+        // Streams reset before their head arrived are invisible to the client: count those
+        // the application knows about, and require every non-reset stream to be complete.
+        const std::size_t expected_known =
+            role_ == proto::Role::kServer ? cfg_.streams : apps_.size();
+        return intact_streams_ == cfg_.streams - cfg_.reset_streams &&
+               apps_.size() == expected_known && closed_streams_ == apps_.size() &&
+               (role_ == proto::Role::kClient || apps_.size() == cfg_.streams);
     }
     bool closed() const { return closed_; }
     std::uint64_t close_code() const { return close_code_; }
@@ -249,16 +258,25 @@ private:
                 break;
             }
             case EventType::kStreamReset:
-            case EventType::kStreamStopSending:
-                fail("unexpected stream reset/stop on stream " + std::to_string(e.stream));
+            case EventType::kStreamStopSending: {
+                auto it = apps_.find(e.stream);
+                if (it == apps_.end() || !is_reset_stream(it->second.idx) || e.code != kResetCode) {
+                    fail("unexpected stream reset/stop on stream " + std::to_string(e.stream));
+                    return;
+                }
+                if (!it->second.aborted) {
+                    it->second.aborted = true;
+                    ++completed_streams_;
+                }
                 break;
+            }
             case EventType::kStreamClosed: {
                 auto it = apps_.find(e.stream);
                 if (it == apps_.end()) {
                     fail("close of unknown stream");
                     return;
                 }
-                if (!it->second.fin_received || !it->second.fin_sent) {
+                if (!it->second.aborted && (!it->second.fin_received || !it->second.fin_sent)) {
                     fail("stream closed before both directions finished");
                 }
                 it->second.closed = true;
@@ -312,16 +330,34 @@ private:
         }
     }
 
+    bool is_reset_stream(std::uint64_t idx) const {
+        return idx + cfg_.reset_streams >= cfg_.streams;
+    }
+
     // Returns true while the stream still has something to write and is not blocked.
     bool write_stream(StreamId id, StreamApp& app) {
         const std::uint64_t total = send_total();
-        while (!app.fin_sent) {
+        while (!app.fin_sent && !app.aborted) {
+            if (role_ == proto::Role::kServer && is_reset_stream(app.idx) &&
+                app.sent >= total / 2) {
+                app.aborted = true;
+                ++completed_streams_;
+                if (!conn_->stream_reset(id, kResetCode) ||
+                    !conn_->stream_stop_sending(id, kResetCode)) {
+                    fail("reset failed");
+                }
+                return false;
+            }
+            std::uint64_t limit = total;
+            if (role_ == proto::Role::kServer && is_reset_stream(app.idx)) {
+                limit = total / 2;
+            }
             const std::size_t n =
-                static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, total - app.sent));
+                static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, limit - app.sent));
             for (std::size_t i = 0; i < n; ++i) {
                 scratch_[i] = pattern_byte(app.idx, send_dir(), app.sent + i);
             }
-            const bool last = app.sent + n == total;
+            const bool last = app.sent + n == total && limit == total;
             auto r = conn_->stream_write(id, std::span<const std::uint8_t>(scratch_).first(n), last);
             if (!r) {
                 if (r.error() == proto::Errc::kWouldBlock) {
@@ -334,6 +370,9 @@ private:
             app.sent += *r;
             if (last && *r == n) {
                 app.fin_sent = true;
+            }
+            if (limit != total && app.sent >= limit) {
+                continue;  // reaches the reset branch above
             }
             if (*r < n) {
                 app.blocked = true;
@@ -418,6 +457,7 @@ private:
                          std::to_string(recv_total()) + " bytes");
                 }
                 ++completed_streams_;
+                ++intact_streams_;
                 completion_times_.push_back(now_);
                 return;
             }
@@ -442,6 +482,7 @@ private:
     bool established_ = false;
     std::uint64_t to_open_ = 0;
     std::size_t completed_streams_ = 0;
+    std::size_t intact_streams_ = 0;
     std::size_t closed_streams_ = 0;
     std::uint64_t payload_received_ = 0;
     std::uint64_t datagrams_ = 0;

@@ -29,6 +29,10 @@ struct ScenarioConfig {
     // Connection tuning applied to both ends.
     std::uint64_t max_connection_window = 32 << 20;
     std::uint64_t max_stream_window = 16 << 20;
+    std::uint64_t connection_send_buffer = 32 << 20;
+    // The last `reset_streams` streams are aborted by the server half-way (RESET_STREAM and
+    // STOP_SENDING with code kResetCode); the client must see the reset and nothing beyond it.
+    std::size_t reset_streams = 0;
     core::Duration idle_timeout = std::chrono::seconds(30);
     // Stream mode: split every write into random chunks (exercises record reassembly).
     bool fragment_stream = true;
@@ -38,6 +42,8 @@ struct ScenarioConfig {
     core::Duration cut_at{0};           // when > 0: cut both links from this time on
     bool trace = false;
 };
+
+inline constexpr std::uint64_t kResetCode = 0x42;
 
 struct ScenarioResult {
     bool ok = false;                 // every byte delivered intact, every stream completed
