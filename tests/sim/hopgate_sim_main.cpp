@@ -20,6 +20,7 @@ void usage() {
         "  --rtt-ms MS       round-trip time (default 20)\n"
         "  --jitter-ms MS    extra uniform one-way delay, reorders (default 0)\n"
         "  --dup PCT         duplication percent (default 0)\n"
+        "  --corrupt PCT     flip one byte in this percent of datagrams (tests failure exit)\n"
         "  --rate-mbit N     link rate, 0 = unlimited (default 100)\n"
         "  --queue-pkts N    bottleneck queue in packets, 0 = unlimited (default 1000)\n"
         "  --streams N       concurrent streams (default 1)\n"
@@ -78,6 +79,8 @@ int main(int argc, char** argv) {
             jitter_ms = std::atof(next());
         } else if (a == "--dup") {
             c.link.dup = std::atof(next()) / 100.0;
+        } else if (a == "--corrupt") {
+            c.link.corrupt = std::atof(next()) / 100.0;
         } else if (a == "--rate-mbit") {
             rate_mbit = std::atof(next());
         } else if (a == "--queue-pkts") {

@@ -32,6 +32,7 @@ void LinkConfig::validate() const {
     check_probability(burst_exit, "burst_exit");
     check_probability(burst_loss, "burst_loss");
     check_probability(dup, "dup");
+    check_probability(corrupt, "corrupt");
     if (delay.count() < 0 || jitter.count() < 0) {
         throw std::invalid_argument("LinkConfig.delay and .jitter must not be negative");
     }
@@ -103,6 +104,9 @@ bool Link::pop_due(core::Instant now, Delivered& out) {
     buffers_[f.slot].clear();
     free_buffers_.push_back(f.slot);
 
+    if (config_.corrupt > 0.0 && !out.data.empty() && rng_.chance(config_.corrupt)) {
+        out.data[rng_.uniform(out.data.size())] ^= static_cast<std::uint8_t>(1 + rng_.uniform(255));
+    }
     out.at = f.at;
     out.id = f.id;
     out.tag = f.tag;

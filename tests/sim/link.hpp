@@ -52,6 +52,10 @@ struct LinkConfig {
 
     std::size_t mtu = 0;  // Largest datagram that passes; 0 = no limit.
     bool cut = false;     // Drop everything.
+    // Probability that a delivered datagram has one byte flipped (a broken middlebox or peer;
+    // the real transport's DTLS/TLS integrity check would catch this, the bare core must not
+    // silently deliver wrong bytes without the test noticing).
+    double corrupt = 0.0;
 
     // Throws std::invalid_argument if a probability is outside [0, 1] or a duration is negative.
     void validate() const;
