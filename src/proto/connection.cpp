@@ -671,8 +671,9 @@ struct Connection::Impl {
             protocol_error(WireError::kFlowControlError, "stream flow control exceeded");
             return;
         }
-        if (end > s->recv_highest) {
-            conn_recv_highest += end - s->recv_highest;
+        const std::uint64_t delta = end > s->recv_highest ? end - s->recv_highest : 0;
+        if (delta > 0) {
+            conn_recv_highest += delta;
             s->recv_highest = end;
             if (conn_recv_highest > conn_recv_max) {
                 protocol_error(WireError::kFlowControlError, "connection flow control exceeded");
@@ -684,9 +685,11 @@ struct Connection::Impl {
             s->final_size = end;
         }
         if (s->peer_reset || s->stopped) {
-            // Data for a direction we abandoned: counted for flow control, then dropped.
-            if (s->stopped) {
-                conn_consumed = std::max(conn_consumed, conn_consumed);
+            // Data for a direction we abandoned: counted for flow control, then dropped, and
+            // its connection credit returned at once so the window does not leak.
+            if (delta > 0) {
+                conn_consumed += delta;
+                update_conn_window();
             }
             maybe_free(*s);
             return;
@@ -738,6 +741,11 @@ struct Connection::Impl {
             s->rbuf.discard(f.final_size);
             conn_consumed += unread;
             update_conn_window();
+        }
+        if (!s->local && !s->meta_parsed && !s->meta_written) {
+            // The application never saw this stream and cannot answer it: abandon our
+            // direction too, or it would stay open until the connection ends.
+            local_reset(*s, f.error_code);
         }
         if (s->stopped || s->fin_read) {
             s->reset_notified = true;
