@@ -336,6 +336,7 @@ struct Connection::Impl {
         local_params.initial_max_streams = cfg.max_streams;
         local_params.max_ack_delay_ms = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::milliseconds>(cfg.max_ack_delay).count());
+        local_params.connection_id = cfg.role == Role::kServer ? cfg.connection_id : 0;
         conn_recv_max = cfg.initial_connection_window;
         conn_window = cfg.initial_connection_window;
         peer_streams_allowed = cfg.max_streams;

@@ -79,6 +79,9 @@ struct ConnectionConfig {
 
     // Stream mode: maximum record payload.
     std::size_t max_record_size = 16 * 1024;
+
+    // Server: connection ID announced to the client in AUTH_OK (0 = none); see TransportParams.
+    std::uint64_t connection_id = 0;
 };
 
 // Checks a configuration; returns a message for the first problem, or empty.

@@ -12,6 +12,7 @@ constexpr std::uint64_t kParamMaxData = 0x03;
 constexpr std::uint64_t kParamMaxStreamData = 0x04;
 constexpr std::uint64_t kParamMaxStreams = 0x05;
 constexpr std::uint64_t kParamMaxAckDelay = 0x06;
+constexpr std::uint64_t kParamConnectionId = 0x07;
 
 bool type(Writer& w, FrameType t) { return w.varint(static_cast<std::uint64_t>(t)); }
 
@@ -162,11 +163,13 @@ bool decode_ack(Reader& r, AckFrame& f) {
 }  // namespace
 
 bool encode_transport_params(Writer& w, const TransportParams& p) {
-    return w.varint(5) && w.varint(kParamIdle) && w.varint(p.idle_timeout_ms) &&
+    const bool cid = p.connection_id != 0;
+    return w.varint(cid ? 6 : 5) && w.varint(kParamIdle) && w.varint(p.idle_timeout_ms) &&
            w.varint(kParamMaxData) && w.varint(p.initial_max_data) &&
            w.varint(kParamMaxStreamData) && w.varint(p.initial_max_stream_data) &&
            w.varint(kParamMaxStreams) && w.varint(p.initial_max_streams) &&
-           w.varint(kParamMaxAckDelay) && w.varint(p.max_ack_delay_ms);
+           w.varint(kParamMaxAckDelay) && w.varint(p.max_ack_delay_ms) &&
+           (!cid || (w.varint(kParamConnectionId) && w.varint(p.connection_id)));
 }
 
 bool decode_transport_params(Reader& r, TransportParams& p) {
@@ -190,6 +193,7 @@ bool decode_transport_params(Reader& r, TransportParams& p) {
                 }
                 p.max_ack_delay_ms = v;
                 break;
+            case kParamConnectionId: p.connection_id = v; break;
             default: break;  // unknown parameters are ignored (forward compatibility)
         }
     }

@@ -54,6 +54,9 @@ struct TransportParams {
     std::uint64_t initial_max_stream_data = 256 << 10;  // 0x04; per-stream credit
     std::uint64_t initial_max_streams = 100;    // 0x05; streams the peer may open
     std::uint64_t max_ack_delay_ms = 25;        // 0x06
+    // 0x07; server only (in AUTH_OK): the connection ID the client prefixes to its datagrams
+    // so the server can follow it across address changes (NAT rebinding). 0 = none.
+    std::uint64_t connection_id = 0;
     friend bool operator==(const TransportParams&, const TransportParams&) = default;
 };
 

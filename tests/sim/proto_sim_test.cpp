@@ -85,11 +85,14 @@ TEST(ProtoSim, SlowConsumerDoesNotStallOthers) {
 TEST(ProtoSim, CleanLinkReachesNinetyPercent) {
     ScenarioConfig c;
     c.link = make_link(0, 20, 0, 100, 1000);
-    c.bytes = sanitized() ? 16 << 20 : 64 << 20;
+    // Sanitizer builds check memory safety on a short run; the figure is asserted on the full one.
+    c.bytes = sanitized() ? 8 << 20 : 64 << 20;
     c.echo = false;
     auto r = run_scenario(c);
     ASSERT_TRUE(r.ok) << r.to_json();
-    EXPECT_GE(r.goodput_mbit, 90.0) << r.to_json();
+    if (!sanitized()) {
+        EXPECT_GE(r.goodput_mbit, 90.0) << r.to_json();
+    }
     std::printf("[ sim ] clean 100Mbit 20ms: %.1f Mbit/s\n", r.goodput_mbit);
 }
 
@@ -97,11 +100,13 @@ TEST(ProtoSim, CleanLinkReachesNinetyPercent) {
 TEST(ProtoSim, OnePercentLossReachesHalfLinkRate) {
     ScenarioConfig c;
     c.link = make_link(1, 20, 0, 100, 1000);
-    c.bytes = sanitized() ? 16 << 20 : 64 << 20;
+    c.bytes = sanitized() ? 8 << 20 : 64 << 20;
     c.echo = false;
     auto r = run_scenario(c);
     ASSERT_TRUE(r.ok) << r.to_json();
-    EXPECT_GE(r.goodput_mbit, 50.0) << r.to_json();
+    if (!sanitized()) {
+        EXPECT_GE(r.goodput_mbit, 50.0) << r.to_json();
+    }
     std::printf("[ sim ] 1%% loss 100Mbit 20ms: %.1f Mbit/s\n", r.goodput_mbit);
 }
 
