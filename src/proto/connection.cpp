@@ -348,6 +348,7 @@ struct Connection::Impl {
         pmtud.current = cfg.base_packet_size;
         last_recv_time = now;
         last_ack_eliciting_send_time = now;
+        last_ack_eliciting_sent = now;
         pace_time = now;
         delivered_time = now;
         first_sent_time = now;
@@ -391,6 +392,16 @@ struct Connection::Impl {
     }
 
     void push_event(Event e) { events.push_back(std::move(e)); }
+
+    // Keepalive often enough for the smaller of the two idle timeouts.
+    Duration keepalive_interval() const {
+        Duration k = cfg.keepalive_interval;
+        const Duration idle = effective_idle_timeout();
+        if (k.count() > 0 && idle.count() > 0) {
+            k = std::min(k, idle / 2);
+        }
+        return k;
+    }
 
     // ------------------------------------------------------------------ close
     void close_local(WireError code, std::string_view reason) {
@@ -1463,9 +1474,18 @@ struct Connection::Impl {
         mtu = pmtud.base;
         cc->set_max_datagram_size(mtu);
     }
-    bool probe_due() const {
-        return pmtud.enabled && state == State::kEstablished && !pmtud.probe_outstanding &&
-               now_ >= pmtud.next_probe && pmtud.max > pmtud.current;
+    bool probe_due() {
+        if (!pmtud.enabled || state != State::kEstablished || pmtud.probe_outstanding ||
+            now_ < pmtud.next_probe || pmtud.max <= pmtud.current) {
+            return false;
+        }
+        if (!pmtud.searching) {
+            // Raise timer (RFC 8899 §5.2): search again toward the configured maximum.
+            pmtud.high = pmtud.max;
+            pmtud.failures = 0;
+            pmtud.searching = true;
+        }
+        return pmtud.high > pmtud.current;
     }
 
     // ------------------------------------------------------------------ timers
@@ -1517,13 +1537,13 @@ struct Connection::Impl {
         if (state == State::kHandshake) {
             take(created + cfg.handshake_timeout);
         }
-        if (state == State::kEstablished && cfg.keepalive_interval.count() > 0 && !ping_pending) {
-            take(last_ack_eliciting_send_time + cfg.keepalive_interval);
+        if (state == State::kEstablished && keepalive_interval().count() > 0 && !ping_pending) {
+            take(last_ack_eliciting_send_time + keepalive_interval());
         }
         if (datagram() && has_pending_send() && bytes_in_flight < cc->cwnd()) {
             take(pace_time);
         }
-        if (probe_due() || (pmtud.enabled && state == State::kEstablished)) {
+        if (pmtud.enabled && state == State::kEstablished) {
             if (pmtud.probe_outstanding) {
                 take(pmtud.probe_deadline);
             } else if (pmtud.max > pmtud.current) {
@@ -1559,8 +1579,8 @@ struct Connection::Impl {
             ack_immediate = true;
             has_ack_deadline = false;
         }
-        if (state == State::kEstablished && cfg.keepalive_interval.count() > 0 &&
-            now_ >= last_ack_eliciting_send_time + cfg.keepalive_interval) {
+        if (state == State::kEstablished && keepalive_interval().count() > 0 &&
+            now_ >= last_ack_eliciting_send_time + keepalive_interval()) {
             ping_pending = true;
         }
         if (pmtud.probe_outstanding && now_ >= pmtud.probe_deadline) {
@@ -1602,6 +1622,9 @@ struct Connection::Impl {
                             if (rec.len > 0) {
                                 s->lost.add(std::max(rec.offset, s->sbuf.base()),
                                             std::max(rec.offset + rec.len, s->sbuf.base()));
+                                for (const auto& a : s->acked.ranges()) {
+                                    s->lost.remove(a.lo, a.hi);
+                                }
                             }
                             if (rec.fin && !s->fin_acked) {
                                 s->fin_pending = true;
@@ -1859,7 +1882,15 @@ struct Connection::Impl {
     }
 
     std::size_t write_close_packet(std::span<std::uint8_t> out) {
-        Writer w(out);
+        // Both reasons are cut so that the packet fits the base packet size.
+        constexpr std::size_t kMaxCloseText = 400;
+        if (auth_fail_message.size() > kMaxCloseText) {
+            auth_fail_message.resize(kMaxCloseText);
+        }
+        if (close_reason.size() > kMaxCloseText) {
+            close_reason.resize(kMaxCloseText);
+        }
+        Writer w(out.first(std::min(out.size(), mtu)));
         w.u8(kPacketFlags);
         w.varint(next_pn++);
         if (auth_fail_pending) {
@@ -2210,6 +2241,8 @@ core::Status Connection::send_meta(StreamId id, const StreamMeta& meta) {
     if (!encode_meta(meta, enc, impl_->cfg.max_meta_size)) {
         return Errc::kTooLarge;
     }
+    // Heads are exempt from the send budget (an application must always be able to answer);
+    // they are bounded on their own by max_meta_size per stream and max_streams.
     s->meta_written = true;
     s->sbuf.append(enc);
     impl_->send_buffered += enc.size();

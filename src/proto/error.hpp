@@ -22,7 +22,7 @@ enum class WireError : std::uint64_t {
     kVersionMismatch = 0x10,     // AUTH carried an unsupported protocol version
     kAuthFailed = 0x11,          // the server rejected the domain/key pair (reason in AUTH_FAIL)
     kIdleTimeout = 0x12,         // local only: nothing heard within the idle timeout
-    kHandshakeTimeout = 0x13,    // local only: AUTH not completed in time
+    kHandshakeTimeout = 0x13,    // AUTH not completed in time (sent in CONNECTION_CLOSE)
     kMetaTooLarge = 0x14,        // stream OPEN metadata over the size limit
 };
 
