@@ -2152,6 +2152,10 @@ void Connection::on_stream_bytes(std::span<const std::uint8_t> b, Instant now) {
     impl_->on_stream_bytes(b);
 }
 
+void Connection::on_transport_closed(std::string_view reason) {
+    impl_->close_silently(WireError::kTransportClosed, reason);
+}
+
 void Connection::on_timeout(Instant now) {
     impl_->now_ = std::max(impl_->now_, now);
     impl_->on_timeout();

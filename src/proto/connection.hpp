@@ -160,6 +160,9 @@ public:
     // Stream mode: received bytes in any fragmentation.
     void on_stream_bytes(std::span<const std::uint8_t> bytes, Instant now);
     void on_timeout(Instant now);
+    // The transport below is gone (TCP reset, socket error): the connection closes at once,
+    // sends nothing, and reports kConnectionClosed with WireError::kTransportClosed.
+    void on_transport_closed(std::string_view reason);
 
     // ---- outputs
     // Datagram mode: writes at most one packet into `out` (which should hold max_packet_size

@@ -48,6 +48,7 @@ const char* wire_error_name(WireError e) {
         case WireError::kIdleTimeout: return "idle_timeout";
         case WireError::kHandshakeTimeout: return "handshake_timeout";
         case WireError::kMetaTooLarge: return "meta_too_large";
+        case WireError::kTransportClosed: return "transport_closed";
     }
     return "unknown";
 }

@@ -24,6 +24,7 @@ enum class WireError : std::uint64_t {
     kIdleTimeout = 0x12,         // local only: nothing heard within the idle timeout
     kHandshakeTimeout = 0x13,    // AUTH not completed in time (sent in CONNECTION_CLOSE)
     kMetaTooLarge = 0x14,        // stream OPEN metadata over the size limit
+    kTransportClosed = 0x15,     // local only: the byte stream or socket below went away
 };
 
 // Local API errors.

@@ -1,0 +1,772 @@
+// DTLS/UDP transport: one socket serves every client (server) or one server (client).
+#include <openssl/rand.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstring>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "net/clock.hpp"
+#include "net/transport.hpp"
+#include "net/udp_io.hpp"
+#include "tls/cookie.hpp"
+#include "tls/dtls_engine.hpp"
+#include "core/random.hpp"
+
+namespace hopgate::net {
+namespace {
+
+using core::Instant;
+using udp = asio::ip::udp;
+
+constexpr std::size_t kBufSize = 65536;
+constexpr int kMaxPacketsPerFlush = 512;
+
+PeerAddr to_peer(const udp::endpoint& ep) {
+    PeerAddr p;
+    std::memcpy(&p.addr, ep.data(), ep.size());
+    p.len = static_cast<socklen_t>(ep.size());
+    return p;
+}
+
+std::uint64_t random_cid() {
+    std::uint64_t v = 0;
+    while (v == 0) {
+        RAND_bytes(reinterpret_cast<unsigned char*>(&v), sizeof v);
+        v &= (1ULL << 62) - 1;  // a varint-encodable transport parameter
+    }
+    return v;
+}
+
+void put_be64(std::uint8_t* p, std::uint64_t v) {
+    for (int i = 7; i >= 0; --i) {
+        p[i] = static_cast<std::uint8_t>(v);
+        v >>= 8;
+    }
+}
+std::uint64_t get_be64(const std::uint8_t* p) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+void size_socket(int fd, int bytes) {
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+}
+
+proto::ConnectionConfig datagram_config(const TransportOptions& o, proto::Role role,
+                                         std::size_t overhead) {
+    proto::ConnectionConfig c = o.conn;
+    c.role = role;
+    c.mode = proto::Mode::kDatagram;
+    // The client's datagrams carry the connection-ID prefix once it has one.
+    const std::size_t prefix = role == proto::Role::kClient ? kCidPrefixLen : 0;
+    c.base_packet_size = o.udp_payload_base - overhead - prefix;
+    c.max_packet_size = std::max(c.base_packet_size, o.udp_payload_max - overhead - prefix);
+    c.handshake_timeout = o.handshake_timeout;
+    return c;
+}
+
+}  // namespace
+
+// ============================================================================ server
+
+class ServerSession;
+
+struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
+    asio::io_context& io;
+    udp::socket sock;
+    tls::ContextPtr ctx;
+    TransportOptions opts;
+    NewTunnel on_tunnel;
+    tls::CookieGuard cookies;
+    UdpReceiver rx;
+    UdpSender tx;
+    std::vector<std::uint8_t> reply;
+    std::unordered_map<PeerAddr, std::shared_ptr<ServerSession>, PeerAddrHash> by_addr;
+    std::unordered_map<std::uint64_t, std::shared_ptr<ServerSession>> by_cid;
+    std::vector<std::shared_ptr<ServerSession>> dirty;
+    std::unordered_set<ServerSession*> dirty_set;
+    bool tx_blocked = false;
+    bool stopped = false;
+    ServerStats st;
+
+    Impl(asio::io_context& io_, const udp::endpoint& listen, tls::ContextPtr c,
+         TransportOptions o, NewTunnel cb)
+        : io(io_), sock(io_), ctx(std::move(c)), opts(std::move(o)), on_tunnel(std::move(cb)),
+          cookies(std::chrono::seconds(60), core::steady_now()) {
+        sock.open(listen.protocol());
+        sock.set_option(asio::socket_base::reuse_address(true));
+        sock.bind(listen);
+        sock.non_blocking(true);
+        size_socket(sock.native_handle(), opts.socket_buffer_bytes);
+        UdpReceiver::try_enable_gro(sock.native_handle());
+    }
+
+    void wait_read();
+    void on_readable();
+    void handle(std::span<const std::uint8_t> d, const PeerAddr& from);
+    bool send(std::span<const std::uint8_t> d, const PeerAddr& to);
+    void flush_dirty();
+    void mark_dirty(const std::shared_ptr<ServerSession>& s);
+    void remove(ServerSession& s);
+    void wait_write();
+};
+
+class ServerSession final : public Tunnel {
+public:
+    ServerSession(const std::shared_ptr<DtlsServer::Impl>& srv, const PeerAddr& addr,
+                  std::unique_ptr<tls::DtlsEngine> engine)
+        : Tunnel(TransportKind::kDtls, addr.to_string()), srv_(srv), addr_(addr),
+          cid_(random_cid()), engine_(std::move(engine)), timer_(srv->io),
+          started_(core::steady_now()), plain_(kBufSize), cipher_(kBufSize) {}
+
+    const PeerAddr& addr() const { return addr_; }
+    void set_addr(const PeerAddr& a) {
+        addr_ = a;
+        peer_ = a.to_string();
+    }
+    std::uint64_t cid() const { return cid_; }
+    bool half_open() const { return !conn_; }
+
+    // Feeds one datagram; returns the number of application records it carried (so the server
+    // can tell an authenticated datagram from noise when an address changes).
+    int on_datagram(std::span<const std::uint8_t> d) {
+        if (closed_) {
+            return 0;
+        }
+        engine_->on_datagram(d);
+        if (!conn_ && engine_->handshake_done()) {
+            auto srv = srv_.lock();
+            proto::ConnectionConfig c =
+                datagram_config(srv->opts, proto::Role::kServer, engine_->record_overhead());
+            c.connection_id = cid_;
+            // Handshake flights fit the safe size; records may then grow up to the PMTUD ceiling.
+            (void)engine_->set_mtu(srv->opts.udp_payload_max);
+            conn_ = std::make_unique<proto::Connection>(c, core::steady_now());
+            ++srv->st.handshakes_ok;
+            if (srv->on_tunnel) {
+                srv->on_tunnel(std::static_pointer_cast<Tunnel>(shared_from_this()));
+            }
+        }
+        int records = 0;
+        if (conn_) {
+            for (;;) {
+                auto r = engine_->read(plain_);
+                if (!r || *r == 0) {
+                    break;
+                }
+                ++records;
+                conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r),
+                                   core::steady_now());
+            }
+        }
+        return records;
+    }
+
+    void flush() override {
+        if (closed_) {
+            return;
+        }
+        auto srv = srv_.lock();
+        if (!srv) {
+            return;
+        }
+        dispatch_events();
+        pump_engine(*srv);
+        if (conn_) {
+            const Instant now = core::steady_now();
+            for (int i = 0; i < kMaxPacketsPerFlush && !srv->tx_blocked; ++i) {
+                const std::size_t n = conn_->write_datagram(plain_, now);
+                if (n == 0) {
+                    break;
+                }
+                if (!engine_->write(std::span<const std::uint8_t>(plain_).first(n))) {
+                    break;
+                }
+                pump_engine(*srv);
+            }
+            dispatch_events();
+        }
+        if (engine_->failed() || (conn_ && conn_->is_closed())) {
+            finish(*srv);
+            return;
+        }
+        if (!conn_ && core::steady_now() > started_ + srv->opts.handshake_timeout) {
+            ++srv->st.handshakes_failed;
+            finish(*srv);
+            return;
+        }
+        arm_timer(*srv);
+    }
+
+    void abort() override {
+        if (auto srv = srv_.lock()) {
+            if (conn_ && !conn_->is_closing()) {
+                conn_->close(proto::WireError::kNoError, "server closing tunnel");
+                flush();
+            }
+            finish(*srv);
+        }
+    }
+
+private:
+    void pump_engine(DtlsServer::Impl& srv) {
+        for (;;) {
+            const std::size_t m = engine_->pop_datagram(cipher_);
+            if (m == 0) {
+                break;
+            }
+            srv.send(std::span<const std::uint8_t>(cipher_).first(m), addr_);
+        }
+    }
+
+    void arm_timer(DtlsServer::Impl& srv) {
+        Instant t = core::kInstantMax;
+        if (conn_) {
+            if (auto n = conn_->next_timeout()) {
+                t = *n;
+            }
+        } else {
+            t = started_ + srv.opts.handshake_timeout;
+        }
+        if (auto e = engine_->timeout()) {
+            t = std::min(t, core::steady_now() + *e);
+        }
+        if (t == core::kInstantMax) {
+            timer_.cancel();
+            return;
+        }
+        timer_.expires_at(to_steady(t));
+        std::weak_ptr<Tunnel> weak = shared_from_this();
+        timer_.async_wait([weak](const boost::system::error_code& ec) {
+            if (ec) {
+                return;
+            }
+            if (auto self = weak.lock()) {
+                auto* s = static_cast<ServerSession*>(self.get());
+                s->on_timer();
+            }
+        });
+    }
+
+    void on_timer() {
+        if (closed_) {
+            return;
+        }
+        const Instant now = core::steady_now();
+        if (auto e = engine_->timeout(); e && e->count() <= 0) {
+            engine_->on_timeout();
+        }
+        if (conn_) {
+            if (auto n = conn_->next_timeout(); n && *n <= now) {
+                conn_->on_timeout(now);
+            }
+        }
+        flush();
+        if (auto srv = srv_.lock()) {
+            if (!srv->tx.flush(srv->sock.native_handle())) {
+                srv->wait_write();
+            }
+        }
+    }
+
+    void finish(DtlsServer::Impl& srv) {
+        if (closed_) {
+            return;
+        }
+        closed_ = true;
+        timer_.cancel();
+        dispatch_events();
+        srv.remove(*this);
+    }
+
+    std::weak_ptr<DtlsServer::Impl> srv_;
+    PeerAddr addr_;
+    std::uint64_t cid_;
+    std::unique_ptr<tls::DtlsEngine> engine_;
+    asio::steady_timer timer_;
+    Instant started_;
+    std::vector<std::uint8_t> plain_;
+    std::vector<std::uint8_t> cipher_;
+};
+
+void DtlsServer::Impl::wait_read() {
+    if (stopped) {
+        return;
+    }
+    std::weak_ptr<Impl> weak = shared_from_this();
+    sock.async_wait(udp::socket::wait_read, [weak](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec || self->stopped) {
+            return;
+        }
+        self->on_readable();
+    });
+}
+
+void DtlsServer::Impl::on_readable() {
+    cookies.maybe_rotate(core::steady_now());
+    for (int round = 0; round < 16; ++round) {
+        int err = 0;
+        const auto& batch = rx.receive(sock.native_handle(), err);
+        if (batch.empty()) {
+            break;
+        }
+        for (const auto& d : batch) {
+            handle(d.data, *d.from);
+        }
+    }
+    flush_dirty();
+    if (!tx.flush(sock.native_handle())) {
+        wait_write();
+    }
+    wait_read();
+}
+
+void DtlsServer::Impl::mark_dirty(const std::shared_ptr<ServerSession>& s) {
+    if (dirty_set.insert(s.get()).second) {
+        dirty.push_back(s);
+    }
+}
+
+void DtlsServer::Impl::flush_dirty() {
+    auto list = std::move(dirty);
+    dirty.clear();
+    dirty_set.clear();
+    for (auto& s : list) {
+        s->flush();
+    }
+}
+
+void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& from) {
+    ++st.datagrams_in;
+    if (d.empty()) {
+        ++st.dropped;
+        return;
+    }
+    if (d[0] == kCidMarker) {
+        if (d.size() <= kCidPrefixLen) {
+            ++st.dropped;
+            return;
+        }
+        auto it = by_cid.find(get_be64(d.data() + 1));
+        if (it == by_cid.end()) {
+            ++st.dropped;
+            return;
+        }
+        auto s = it->second;
+        const int records = s->on_datagram(d.subspan(kCidPrefixLen));
+        if (!(s->addr() == from) && records > 0) {
+            // An authenticated, non-replayed record from a new address: the client moved
+            // (NAT rebinding). Follow it.
+            by_addr.erase(s->addr());
+            s->set_addr(from);
+            by_addr[from] = s;
+            ++st.migrations;
+        }
+        mark_dirty(s);
+        return;
+    }
+    if (auto it = by_addr.find(from); it != by_addr.end()) {
+        auto s = it->second;
+        s->on_datagram(d);
+        mark_dirty(s);
+        return;
+    }
+    // A new peer: nothing is allocated before a ClientHello echoes a valid cookie.
+    const auto decision = cookies.check_client_hello(d, from.key(), reply);
+    if (decision == tls::CookieGuard::Decision::kReplyAndDrop) {
+        ++st.cookies_sent;
+        send(reply, from);
+        return;
+    }
+    if (decision != tls::CookieGuard::Decision::kAccept) {
+        ++st.dropped;
+        return;
+    }
+    std::size_t half_open = 0;
+    for (const auto& [k, s] : by_cid) {
+        half_open += s->half_open() ? 1 : 0;
+    }
+    if (by_cid.size() >= opts.max_sessions || half_open >= opts.max_half_open) {
+        ++st.dropped;
+        return;
+    }
+    tls::DtlsOptions dopts;
+    dopts.mtu = opts.udp_payload_base;
+    auto engine = tls::DtlsEngine::server(ctx, dopts, &cookies, from.key());
+    if (!engine) {
+        ++st.dropped;
+        return;
+    }
+    auto s = std::make_shared<ServerSession>(shared_from_this(), from, std::move(engine));
+    by_addr[from] = s;
+    by_cid[s->cid()] = s;
+    s->on_datagram(d);
+    mark_dirty(s);
+}
+
+bool DtlsServer::Impl::send(std::span<const std::uint8_t> d, const PeerAddr& to) {
+    ++st.datagrams_out;
+    if (!tx.send(sock.native_handle(), d, to)) {
+        tx_blocked = true;
+        ++st.dropped;
+        wait_write();
+        return false;
+    }
+    return true;
+}
+
+void DtlsServer::Impl::wait_write() {
+    if (stopped) {
+        return;
+    }
+    std::weak_ptr<Impl> weak = shared_from_this();
+    sock.async_wait(udp::socket::wait_write, [weak](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self || ec || self->stopped) {
+            return;
+        }
+        if (!self->tx.flush(self->sock.native_handle())) {
+            self->wait_write();
+            return;
+        }
+        self->tx_blocked = false;
+        // Let every session continue writing.
+        for (auto& [cid, s] : self->by_cid) {
+            self->mark_dirty(s);
+        }
+        self->flush_dirty();
+        if (!self->tx.flush(self->sock.native_handle())) {
+            self->wait_write();
+        }
+    });
+}
+
+void DtlsServer::Impl::remove(ServerSession& s) {
+    auto it = by_cid.find(s.cid());
+    if (it == by_cid.end()) {
+        return;
+    }
+    auto keep = it->second;  // keep alive until this function returns
+    by_addr.erase(s.addr());
+    by_cid.erase(it);
+}
+
+DtlsServer::DtlsServer(asio::io_context& io, const udp::endpoint& listen, tls::ContextPtr ctx,
+                       TransportOptions opts, NewTunnel on_tunnel)
+    : impl_(std::make_shared<Impl>(io, listen, std::move(ctx), std::move(opts),
+                                   std::move(on_tunnel))) {}
+
+DtlsServer::~DtlsServer() { stop(); }
+
+udp::endpoint DtlsServer::local_endpoint() const { return impl_->sock.local_endpoint(); }
+
+void DtlsServer::start() { impl_->wait_read(); }
+
+void DtlsServer::stop() {
+    if (impl_->stopped) {
+        return;
+    }
+    impl_->stopped = true;
+    boost::system::error_code ec;
+    impl_->sock.close(ec);
+    auto sessions = impl_->by_cid;
+    for (auto& [cid, s] : sessions) {
+        s->abort();
+    }
+    impl_->by_cid.clear();
+    impl_->by_addr.clear();
+}
+
+ServerStats DtlsServer::stats() const {
+    ServerStats s = impl_->st;
+    s.sessions = impl_->by_cid.size();
+    for (const auto& [k, v] : impl_->by_cid) {
+        s.half_open += v->half_open() ? 1 : 0;
+    }
+    s.send_syscalls = impl_->tx.syscalls();
+    return s;
+}
+
+// ============================================================================ client
+
+namespace {
+
+class ClientTunnel final : public Tunnel {
+public:
+    ClientTunnel(asio::io_context& io, const udp::endpoint& server,
+                 std::unique_ptr<tls::DtlsEngine> engine, TransportOptions opts,
+                 TunnelEvents* events, DialDone done)
+        : Tunnel(TransportKind::kDtls, server.address().to_string() + ":" +
+                                           std::to_string(server.port())),
+          sock_(io), engine_(std::move(engine)), opts_(std::move(opts)), done_(std::move(done)),
+          timer_(io), started_(core::steady_now()), to_(to_peer(server)), plain_(kBufSize),
+          cipher_(kBufSize + kCidPrefixLen) {
+        events_ = events;
+        sock_.open(server.protocol());
+        sock_.connect(server);
+        sock_.non_blocking(true);
+        size_socket(sock_.native_handle(), opts_.socket_buffer_bytes);
+        UdpReceiver::try_enable_gro(sock_.native_handle());
+    }
+
+    void start() {
+        self_ = shared_from_this();
+        wait_read();
+        flush();
+    }
+
+    void flush() override {
+        if (closed_) {
+            return;
+        }
+        dispatch_events();
+        if (conn_ && cid_ == 0 && conn_->is_established()) {
+            cid_ = conn_->peer_params().connection_id;
+        }
+        pump_engine();
+        if (conn_) {
+            const Instant now = core::steady_now();
+            for (int i = 0; i < kMaxPacketsPerFlush && !tx_blocked_; ++i) {
+                const std::size_t n = conn_->write_datagram(plain_, now);
+                if (n == 0) {
+                    break;
+                }
+                if (!engine_->write(std::span<const std::uint8_t>(plain_).first(n))) {
+                    break;
+                }
+                pump_engine();
+            }
+            dispatch_events();
+        }
+        if (!tx_.flush(sock_.native_handle())) {
+            wait_write();
+        }
+        if (engine_->failed()) {
+            fail("DTLS handshake failed: " + engine_->error());
+            return;
+        }
+        if (conn_ && conn_->is_closed()) {
+            finish();
+            return;
+        }
+        if (!conn_ && core::steady_now() > started_ + opts_.handshake_timeout) {
+            fail("DTLS handshake timed out");
+            return;
+        }
+        arm_timer();
+    }
+
+    void abort() override {
+        if (conn_ && !conn_->is_closing()) {
+            conn_->close(proto::WireError::kNoError, "client closing tunnel");
+            flush();
+        }
+        finish();
+    }
+
+private:
+    void pump_engine() {
+        for (;;) {
+            std::uint8_t* out = cipher_.data() + kCidPrefixLen;
+            const std::size_t m = engine_->pop_datagram({out, kBufSize});
+            if (m == 0) {
+                break;
+            }
+            std::span<const std::uint8_t> d(out, m);
+            if (cid_ != 0) {
+                cipher_[0] = kCidMarker;
+                put_be64(cipher_.data() + 1, cid_);
+                d = std::span<const std::uint8_t>(cipher_).first(m + kCidPrefixLen);
+            }
+            if (!tx_.send(sock_.native_handle(), d, to_)) {
+                tx_blocked_ = true;
+                wait_write();
+                break;
+            }
+        }
+    }
+
+    void wait_read() {
+        std::weak_ptr<Tunnel> weak = shared_from_this();
+        sock_.async_wait(udp::socket::wait_read, [weak](const boost::system::error_code& ec) {
+            auto self = weak.lock();
+            if (!self || ec) {
+                return;
+            }
+            static_cast<ClientTunnel*>(self.get())->on_readable();
+        });
+    }
+
+    void wait_write() {
+        if (write_waiting_) {
+            return;
+        }
+        write_waiting_ = true;
+        std::weak_ptr<Tunnel> weak = shared_from_this();
+        sock_.async_wait(udp::socket::wait_write, [weak](const boost::system::error_code& ec) {
+            auto self = weak.lock();
+            if (!self || ec) {
+                return;
+            }
+            auto* c = static_cast<ClientTunnel*>(self.get());
+            c->write_waiting_ = false;
+            c->tx_blocked_ = false;
+            c->flush();
+        });
+    }
+
+    void on_readable() {
+        if (closed_) {
+            return;
+        }
+        for (int round = 0; round < 16; ++round) {
+            int err = 0;
+            const auto& batch = rx_.receive(sock_.native_handle(), err);
+            if (err == ECONNREFUSED && !conn_) {
+                // ICMP port unreachable before the handshake: nobody listens there.
+                fail("connection refused (no DTLS listener at " + peer_ + ")");
+                return;
+            }
+            if (batch.empty()) {
+                break;
+            }
+            for (const auto& d : batch) {
+                on_datagram(d.data);
+            }
+        }
+        flush();
+        if (!closed_) {
+            wait_read();
+        }
+    }
+
+    void on_datagram(std::span<const std::uint8_t> d) {
+        engine_->on_datagram(d);
+        if (!conn_ && engine_->handshake_done()) {
+            proto::ConnectionConfig c =
+                datagram_config(opts_, proto::Role::kClient, engine_->record_overhead());
+            (void)engine_->set_mtu(opts_.udp_payload_max - kCidPrefixLen);
+            conn_ = std::make_unique<proto::Connection>(c, core::steady_now());
+            if (done_) {
+                auto cb = std::move(done_);
+                done_ = nullptr;
+                cb(shared_from_this(), "");
+            }
+        }
+        if (!conn_) {
+            return;
+        }
+        for (;;) {
+            auto r = engine_->read(plain_);
+            if (!r || *r == 0) {
+                break;
+            }
+            conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r),
+                               core::steady_now());
+        }
+    }
+
+    void arm_timer() {
+        Instant t = conn_ ? conn_->next_timeout().value_or(core::kInstantMax)
+                          : started_ + opts_.handshake_timeout;
+        if (auto e = engine_->timeout()) {
+            t = std::min(t, core::steady_now() + *e);
+        }
+        if (t == core::kInstantMax) {
+            timer_.cancel();
+            return;
+        }
+        timer_.expires_at(to_steady(t));
+        std::weak_ptr<Tunnel> weak = shared_from_this();
+        timer_.async_wait([weak](const boost::system::error_code& ec) {
+            auto self = weak.lock();
+            if (!self || ec) {
+                return;
+            }
+            auto* c = static_cast<ClientTunnel*>(self.get());
+            if (c->closed_) {
+                return;
+            }
+            const Instant now = core::steady_now();
+            if (auto e = c->engine_->timeout(); e && e->count() <= 0) {
+                c->engine_->on_timeout();
+            }
+            if (c->conn_) {
+                if (auto n = c->conn_->next_timeout(); n && *n <= now) {
+                    c->conn_->on_timeout(now);
+                }
+            }
+            c->flush();
+        });
+    }
+
+    void fail(const std::string& why) {
+        if (done_) {
+            auto cb = std::move(done_);
+            done_ = nullptr;
+            finish();
+            cb(nullptr, why);
+            return;
+        }
+        finish();
+    }
+
+    void finish() {
+        if (closed_) {
+            return;
+        }
+        closed_ = true;
+        timer_.cancel();
+        dispatch_events();
+        boost::system::error_code ec;
+        sock_.close(ec);
+        asio::post(sock_.get_executor(), [keep = std::move(self_)] {});
+    }
+
+    udp::socket sock_;
+    std::unique_ptr<tls::DtlsEngine> engine_;
+    TransportOptions opts_;
+    DialDone done_;
+    asio::steady_timer timer_;
+    Instant started_;
+    PeerAddr to_;
+    UdpReceiver rx_{16};
+    UdpSender tx_;
+    bool tx_blocked_ = false;
+    bool write_waiting_ = false;
+    std::uint64_t cid_ = 0;
+    std::vector<std::uint8_t> plain_;
+    std::vector<std::uint8_t> cipher_;
+};
+
+}  // namespace
+
+void dial_dtls(asio::io_context& io, const udp::endpoint& server, tls::ContextPtr ctx,
+               const std::string& server_name, TransportOptions opts, TunnelEvents* events,
+               DialDone done) {
+    tls::DtlsOptions dopts;
+    dopts.mtu = opts.udp_payload_base - kCidPrefixLen;
+    auto engine = tls::DtlsEngine::client(ctx, server_name, dopts);
+    if (!engine) {
+        asio::post(io, [done] { done(nullptr, "cannot create a DTLS client engine"); });
+        return;
+    }
+    std::shared_ptr<ClientTunnel> t;
+    try {
+        t = std::make_shared<ClientTunnel>(io, server, std::move(engine), std::move(opts), events,
+                                           done);
+    } catch (const boost::system::system_error& e) {
+        asio::post(io, [done, msg = std::string(e.what())] { done(nullptr, msg); });
+        return;
+    }
+    asio::post(io, [t] { t->start(); });
+}
+
+}  // namespace hopgate::net

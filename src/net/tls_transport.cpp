@@ -1,0 +1,461 @@
+// TLS/TCP transport: the same tunnel protocol in stream mode over TLS 1.2/1.3 on TCP.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <deque>
+#include <unordered_set>
+
+#include "net/clock.hpp"
+#include "net/transport.hpp"
+#include "tls/tls_stream_engine.hpp"
+
+namespace hopgate::net {
+namespace {
+
+using core::Instant;
+using tcp = asio::ip::tcp;
+
+constexpr std::size_t kReadSize = 64 * 1024;
+constexpr std::size_t kRecordBuf = 64 * 1024;
+
+proto::ConnectionConfig stream_config(const TransportOptions& o, proto::Role role) {
+    proto::ConnectionConfig c = o.conn;
+    c.role = role;
+    c.mode = proto::Mode::kStream;
+    c.handshake_timeout = o.handshake_timeout;
+    return c;
+}
+
+void tune_tcp(tcp::socket& s) {
+    boost::system::error_code ec;
+    s.set_option(tcp::no_delay(true), ec);
+    // Prefer BBR where the kernel offers it; silently keep the default otherwise.
+    const char bbr[] = "bbr";
+    (void)setsockopt(s.native_handle(), IPPROTO_TCP, TCP_CONGESTION, bbr, sizeof bbr - 1);
+}
+
+// One TLS/TCP tunnel, either role. Owns the socket, the TLS engine and the connection.
+class TlsTunnel final : public Tunnel {
+public:
+    using Closed = std::function<void(TlsTunnel*)>;
+
+    TlsTunnel(tcp::socket sock, std::unique_ptr<tls::TlsStreamEngine> engine, proto::Role role,
+              TransportOptions opts, DialDone done, Closed on_closed)
+        : Tunnel(TransportKind::kTls, endpoint_string(sock)), sock_(std::move(sock)),
+          engine_(std::move(engine)), role_(role), opts_(std::move(opts)),
+          done_(std::move(done)), on_closed_(std::move(on_closed)), timer_(sock_.get_executor()),
+          started_(core::steady_now()), rbuf_(kReadSize), plain_(kReadSize), rec_(kRecordBuf),
+          cipher_(kRecordBuf + 1024) {
+        tune_tcp(sock_);
+    }
+
+    // Server: called once the TLS handshake is done so the application can attach events.
+    std::function<void(const std::shared_ptr<Tunnel>&)> on_ready;
+
+    void start() {
+        self_ = shared_from_this();
+        do_read();
+        flush();
+    }
+
+    void flush() override {
+        if (closed_) {
+            return;
+        }
+        dispatch_events();
+        if (!conn_ && engine_->handshake_done()) {
+            conn_ = std::make_unique<proto::Connection>(stream_config(opts_, role_),
+                                                        core::steady_now());
+            if (role_ == proto::Role::kServer && on_ready) {
+                on_ready(shared_from_this());
+            }
+            if (done_) {
+                auto cb = std::move(done_);
+                done_ = nullptr;
+                cb(shared_from_this(), "");
+            }
+        }
+        if (conn_) {
+            const Instant now = core::steady_now();
+            while (queued_ < opts_.tcp_write_high_water) {
+                if (pending_plain_.empty()) {
+                    const std::size_t n = conn_->write_stream_bytes(rec_, now);
+                    if (n == 0) {
+                        break;
+                    }
+                    pending_plain_.assign(rec_.begin(), rec_.begin() + static_cast<std::ptrdiff_t>(n));
+                }
+                auto w = engine_->write(pending_plain_);
+                if (!w || *w == 0) {
+                    break;
+                }
+                pending_plain_.erase(pending_plain_.begin(),
+                                     pending_plain_.begin() + static_cast<std::ptrdiff_t>(*w));
+                pump_engine();
+            }
+            dispatch_events();
+        }
+        pump_engine();
+        do_write();
+        if (engine_->failed()) {
+            fail("TLS handshake failed: " + engine_->error());
+            return;
+        }
+        if (conn_ && conn_->is_closed() && outq_.empty()) {
+            finish();
+            return;
+        }
+        if (!conn_ && core::steady_now() > started_ + opts_.handshake_timeout) {
+            fail("TLS handshake timed out");
+            return;
+        }
+        arm_timer();
+    }
+
+    void abort() override {
+        if (conn_ && !conn_->is_closing()) {
+            conn_->close(proto::WireError::kNoError, "closing tunnel");
+            flush();
+        }
+        finish();
+    }
+
+private:
+    static std::string endpoint_string(const tcp::socket& s) {
+        boost::system::error_code ec;
+        auto ep = s.remote_endpoint(ec);
+        if (ec) {
+            return "?";
+        }
+        return ep.address().to_string() + ":" + std::to_string(ep.port());
+    }
+
+    void pump_engine() {
+        for (;;) {
+            const std::size_t n = engine_->pop_bytes(cipher_);
+            if (n == 0) {
+                break;
+            }
+            outq_.emplace_back(cipher_.begin(), cipher_.begin() + static_cast<std::ptrdiff_t>(n));
+            queued_ += n;
+        }
+    }
+
+    void do_write() {
+        if (writing_ || sock_closed_) {
+            return;
+        }
+        if (outq_.empty()) {
+            if (linger_ && !shut_) {
+                // Everything is out: send FIN, then wait (bounded) for the peer's EOF.
+                shut_ = true;
+                boost::system::error_code ec;
+                sock_.shutdown(tcp::socket::shutdown_send, ec);
+                timer_.expires_after(std::chrono::seconds(2));
+                std::weak_ptr<Tunnel> weak = shared_from_this();
+                timer_.async_wait([weak](const boost::system::error_code& e) {
+                    auto self = weak.lock();
+                    if (self && !e) {
+                        static_cast<TlsTunnel*>(self.get())->close_socket();
+                    }
+                });
+            }
+            return;
+        }
+        writing_ = true;
+        std::weak_ptr<Tunnel> weak = shared_from_this();
+        asio::async_write(sock_, asio::buffer(outq_.front()),
+                          [weak](const boost::system::error_code& ec, std::size_t) {
+                              auto self = weak.lock();
+                              if (!self) {
+                                  return;
+                              }
+                              auto* t = static_cast<TlsTunnel*>(self.get());
+                              t->writing_ = false;
+                              if (ec) {
+                                  t->fail("write: " + ec.message());
+                                  t->close_socket();
+                                  return;
+                              }
+                              t->queued_ -= t->outq_.front().size();
+                              t->outq_.pop_front();
+                              if (t->linger_) {
+                                  t->do_write();
+                              } else {
+                                  t->flush();
+                              }
+                          });
+    }
+
+    void do_read() {
+        std::weak_ptr<Tunnel> weak = shared_from_this();
+        sock_.async_read_some(asio::buffer(rbuf_), [weak](const boost::system::error_code& ec,
+                                                          std::size_t n) {
+            auto self = weak.lock();
+            if (!self) {
+                return;
+            }
+            auto* t = static_cast<TlsTunnel*>(self.get());
+            if (t->sock_closed_) {
+                return;
+            }
+            if (t->linger_) {
+                // Closing: discard input until the peer's EOF (or the linger timer).
+                if (ec) {
+                    t->close_socket();
+                } else {
+                    t->do_read();
+                }
+                return;
+            }
+            if (ec) {
+                t->fail(ec == asio::error::eof ? "peer closed the connection" : ec.message());
+                return;
+            }
+            t->on_bytes(std::span<const std::uint8_t>(t->rbuf_).first(n));
+            if (!t->closed_) {
+                t->do_read();
+            }
+        });
+    }
+
+    void on_bytes(std::span<const std::uint8_t> b) {
+        // The engine's inbound buffer is bounded: feed, drain, repeat.
+        while (!b.empty() && !closed_) {
+            const std::size_t used = engine_->on_bytes(b);
+            b = b.subspan(used);
+            flush();  // creates the connection once the handshake is done
+            bool progress = used > 0;
+            if (conn_) {
+                for (;;) {
+                    auto r = engine_->read(plain_);
+                    if (!r || *r == 0) {
+                        break;
+                    }
+                    progress = true;
+                    conn_->on_stream_bytes(std::span<const std::uint8_t>(plain_).first(*r),
+                                           core::steady_now());
+                }
+            }
+            if (!progress) {
+                fail("TLS input could not be processed");
+                return;
+            }
+        }
+        flush();
+    }
+
+    void arm_timer() {
+        Instant t = conn_ ? conn_->next_timeout().value_or(core::kInstantMax)
+                          : started_ + opts_.handshake_timeout;
+        if (t == core::kInstantMax) {
+            timer_.cancel();
+            return;
+        }
+        timer_.expires_at(to_steady(t));
+        std::weak_ptr<Tunnel> weak = shared_from_this();
+        timer_.async_wait([weak](const boost::system::error_code& ec) {
+            auto self = weak.lock();
+            if (!self || ec) {
+                return;
+            }
+            auto* tun = static_cast<TlsTunnel*>(self.get());
+            if (tun->closed_) {
+                return;
+            }
+            if (tun->conn_) {
+                tun->conn_->on_timeout(core::steady_now());
+            }
+            tun->flush();
+        });
+    }
+
+    void fail(const std::string& why) {
+        if (done_) {
+            auto cb = std::move(done_);
+            done_ = nullptr;
+            finish();
+            cb(nullptr, why);
+            return;
+        }
+        if (conn_ && !conn_->is_closed()) {
+            // The byte stream is gone: the connection cannot say goodbye.
+            conn_->on_transport_closed(why);
+        }
+        finish();
+    }
+
+    // The tunnel is finished for the application; the socket closes gracefully: TLS
+    // close_notify, our FIN after everything queued, then the peer's input is drained until its
+    // EOF (at most 2 s), so unread input cannot turn the close into a RST that destroys data
+    // still in flight to the peer (such as a CONNECTION_CLOSE with its reason).
+    void finish() {
+        if (closed_) {
+            return;
+        }
+        closed_ = true;
+        timer_.cancel();
+        dispatch_events();
+        if (on_closed_) {
+            on_closed_(this);
+        }
+        engine_->close_notify();
+        pump_engine();
+        linger_ = true;
+        do_write();
+    }
+
+    void close_socket() {
+        if (sock_closed_) {
+            return;
+        }
+        sock_closed_ = true;
+        linger_ = false;
+        timer_.cancel();
+        boost::system::error_code ec;
+        sock_.close(ec);
+        // Release ourselves last, from the executor, so no member is touched after.
+        asio::post(sock_.get_executor(), [keep = std::move(self_)] {});
+    }
+
+    tcp::socket sock_;
+    std::unique_ptr<tls::TlsStreamEngine> engine_;
+    proto::Role role_;
+    TransportOptions opts_;
+    DialDone done_;
+    Closed on_closed_;
+    asio::steady_timer timer_;
+    Instant started_;
+    std::vector<std::uint8_t> rbuf_;
+    std::vector<std::uint8_t> plain_;
+    std::vector<std::uint8_t> rec_;
+    std::vector<std::uint8_t> cipher_;
+    std::vector<std::uint8_t> pending_plain_;
+    std::deque<std::vector<std::uint8_t>> outq_;
+    std::size_t queued_ = 0;
+    bool writing_ = false;
+    bool linger_ = false;
+    bool shut_ = false;
+    bool sock_closed_ = false;
+};
+
+}  // namespace
+
+struct TlsServer::Impl : std::enable_shared_from_this<TlsServer::Impl> {
+    asio::io_context& io;
+    tcp::acceptor acceptor;
+    tls::ContextPtr ctx;
+    TransportOptions opts;
+    NewTunnel on_tunnel;
+    std::unordered_map<TlsTunnel*, std::shared_ptr<TlsTunnel>> live;
+    bool stopped = false;
+
+    Impl(asio::io_context& io_, const tcp::endpoint& listen, tls::ContextPtr c, TransportOptions o,
+         NewTunnel cb)
+        : io(io_), acceptor(io_), ctx(std::move(c)), opts(std::move(o)), on_tunnel(std::move(cb)) {
+        acceptor.open(listen.protocol());
+        acceptor.set_option(asio::socket_base::reuse_address(true));
+        acceptor.bind(listen);
+        acceptor.listen();
+    }
+
+    void do_accept() {
+        std::weak_ptr<Impl> weak = shared_from_this();
+        acceptor.async_accept([weak](const boost::system::error_code& ec, tcp::socket s) {
+            auto self = weak.lock();
+            if (!self || self->stopped) {
+                return;
+            }
+            if (!ec) {
+                self->accepted(std::move(s));
+            }
+            self->do_accept();
+        });
+    }
+
+    void accepted(tcp::socket s) {
+        if (live.size() >= opts.max_sessions) {
+            return;  // socket closes as it goes out of scope
+        }
+        auto engine = tls::TlsStreamEngine::server(ctx);
+        if (!engine) {
+            return;
+        }
+        std::weak_ptr<Impl> weak = shared_from_this();
+        auto t = std::make_shared<TlsTunnel>(
+            std::move(s), std::move(engine), proto::Role::kServer, opts, nullptr,
+            [weak](TlsTunnel* dead) {
+                if (auto self = weak.lock()) {
+                    // Defer: the tunnel is still on the stack.
+                    asio::post(self->io, [self, dead] { self->live.erase(dead); });
+                }
+            });
+        t->on_ready = on_tunnel;
+        live[t.get()] = t;
+        t->start();
+    }
+};
+
+TlsServer::TlsServer(asio::io_context& io, const tcp::endpoint& listen, tls::ContextPtr ctx,
+                     TransportOptions opts, NewTunnel on_tunnel)
+    : impl_(std::make_shared<Impl>(io, listen, std::move(ctx), std::move(opts),
+                                   std::move(on_tunnel))) {}
+
+TlsServer::~TlsServer() { stop(); }
+
+tcp::endpoint TlsServer::local_endpoint() const { return impl_->acceptor.local_endpoint(); }
+
+void TlsServer::start() { impl_->do_accept(); }
+
+void TlsServer::stop() {
+    if (impl_->stopped) {
+        return;
+    }
+    impl_->stopped = true;
+    boost::system::error_code ec;
+    impl_->acceptor.close(ec);
+    auto live = impl_->live;
+    for (auto& [p, t] : live) {
+        t->abort();
+    }
+    impl_->live.clear();
+}
+
+std::size_t TlsServer::tunnels() const { return impl_->live.size(); }
+
+void dial_tls(asio::io_context& io, const tcp::endpoint& server, tls::ContextPtr ctx,
+              const std::string& server_name, TransportOptions opts, TunnelEvents* events,
+              DialDone done) {
+    auto engine = tls::TlsStreamEngine::client(ctx, server_name);
+    if (!engine) {
+        asio::post(io, [done] { done(nullptr, "cannot create a TLS client engine"); });
+        return;
+    }
+    auto sock = std::make_shared<tcp::socket>(io);
+    auto eng = std::make_shared<std::unique_ptr<tls::TlsStreamEngine>>(std::move(engine));
+    auto timer = std::make_shared<asio::steady_timer>(io);
+    timer->expires_after(opts.handshake_timeout);
+    timer->async_wait([sock](const boost::system::error_code& ec) {
+        if (!ec) {
+            boost::system::error_code ignore;
+            sock->close(ignore);  // connect attempt took too long
+        }
+    });
+    sock->async_connect(server, [sock, eng, timer, opts, events, done](
+                                    const boost::system::error_code& ec) mutable {
+        timer->cancel();
+        if (ec) {
+            done(nullptr, "connect: " + ec.message());
+            return;
+        }
+        auto t = std::make_shared<TlsTunnel>(std::move(*sock), std::move(*eng),
+                                             proto::Role::kClient, opts, done, nullptr);
+        t->set_events(events);
+        t->start();
+    });
+}
+
+}  // namespace hopgate::net
