@@ -350,8 +350,16 @@ private:
             probe_rtt_done_set_ = false;
         }
     }
+    // Send quantum as Linux BBR: about 1 ms of data at the pacing rate (64 KiB cap). Allowing
+    // three quanta above the BDP keeps the pipe full when the RTT is dominated by batching
+    // (loopback, GSO, interrupt coalescing) rather than by propagation.
+    std::uint64_t send_quantum() const {
+        const double q = pacing_gain_ * btl_bw() * 1e-3;
+        return std::clamp<std::uint64_t>(static_cast<std::uint64_t>(q), mss_, 64 * 1024);
+    }
+
     void update_cwnd(const AckEvent& ev, const RttEstimator&) {
-        const std::uint64_t target = bdp(cwnd_gain_) + 3 * mss_;
+        const std::uint64_t target = bdp(cwnd_gain_) + 3 * send_quantum();
         if (filled_pipe_) {
             cwnd_ = std::min(cwnd_ + ev.acked_bytes, target);
         } else if (cwnd_ < target || ev.total_delivered < kInitialWindowPackets * mss_) {

@@ -738,7 +738,8 @@ struct Connection::Impl {
         if (s->peer_reset) {
             return;
         }
-        conn_recv_highest += f.final_size - s->recv_highest;
+        const std::uint64_t delta = f.final_size - s->recv_highest;
+        conn_recv_highest += delta;
         s->recv_highest = f.final_size;
         if (conn_recv_highest > conn_recv_max) {
             protocol_error(WireError::kFlowControlError, "connection flow control exceeded");
@@ -752,8 +753,11 @@ struct Connection::Impl {
         if (!s->stopped) {
             s->rbuf.discard(f.final_size);
             conn_consumed += unread;
-            update_conn_window();
+        } else {
+            // Stopped earlier: what was buffered then is already credited; credit the rest.
+            conn_consumed += delta;
         }
+        update_conn_window();
         if (!s->local && !s->meta_parsed && !s->meta_written) {
             // The application never saw this stream and cannot answer it: abandon our
             // direction too, or it would stay open until the connection ends.

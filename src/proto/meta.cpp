@@ -17,7 +17,7 @@ bool valid_enum(std::uint8_t kind, std::uint8_t head) {
 
 bool encode_meta(const StreamMeta& m, std::vector<std::uint8_t>& out, std::size_t max_size) {
     if (m.request_id.size() > kMaxRequestIdLen || m.method.size() > kMaxMethodLen ||
-        m.headers.size() > kMaxMetaHeaders) {
+        m.headers.size() > kMaxMetaHeaders || m.status > 999) {
         return false;
     }
     std::size_t body = 2 + str_size(m.request_id) + 1;

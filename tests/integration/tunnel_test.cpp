@@ -32,6 +32,23 @@ void transfer(TransportKind kind, TransferSpec spec) {
     const double mib = static_cast<double>(client.received() + h.server_app.received()) / 1048576;
     std::printf("[ net ] %s: %.1f MiB in %.2f s (%.1f MiB/s)\n", net::transport_name(kind), mib,
                 secs, mib / secs);
+    for (auto* tun : {t.get(), h.server_tunnels.empty() ? nullptr : h.server_tunnels[0].get()}) {
+        if (tun && tun->has_conn()) {
+            const auto& st = tun->conn().stats();
+            std::printf("[ net ]   %s: pkts %llu/%llu lost %llu spurious %llu pto %llu retx %llu "
+                        "srtt %lldus minrtt %lldus cwnd %llu mtu %zu\n",
+                        tun == t.get() ? "client" : "server",
+                        static_cast<unsigned long long>(st.packets_sent),
+                        static_cast<unsigned long long>(st.packets_received),
+                        static_cast<unsigned long long>(st.packets_lost),
+                        static_cast<unsigned long long>(st.spurious_losses),
+                        static_cast<unsigned long long>(st.pto_count_total),
+                        static_cast<unsigned long long>(st.retransmitted_bytes),
+                        static_cast<long long>(st.smoothed_rtt.count()),
+                        static_cast<long long>(st.min_rtt.count()),
+                        static_cast<unsigned long long>(st.cwnd), st.path_mtu);
+        }
+    }
 }
 
 // Four streams of 4 MiB each way over DTLS/UDP arrive intact.
