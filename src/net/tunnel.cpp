@@ -10,9 +10,6 @@ void Tunnel::dispatch_events() {
     }
     proto::Event ev;
     while (conn_->poll_event(ev)) {
-        if (ev.type == proto::EventType::kConnectionClosed) {
-            closed_ = true;
-        }
         if (events_) {
             events_->on_tunnel_event(*this, ev);
         }

@@ -42,14 +42,15 @@ public:
     // Call after using conn()'s API outside an event callback: dispatches events, writes what is
     // due and re-arms the timer.
     virtual void flush() = 0;
-    // Aborts the transport at once (no CONNECTION_CLOSE); the connection reports closed.
+    // Closes the connection (CONNECTION_CLOSE, best effort) and releases the transport.
     virtual void abort() = 0;
+    // True once the transport is finished (socket released, no more events).
     bool closed() const { return closed_; }
 
 protected:
     Tunnel(TransportKind kind, std::string peer) : kind_(kind), peer_(std::move(peer)) {}
 
-    // Delivers pending connection events to the application. Returns false once closed.
+    // Delivers pending connection events to the application.
     void dispatch_events();
 
     // Keeps the tunnel alive while its transport is open (set when started, cleared when

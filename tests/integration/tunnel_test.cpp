@@ -7,6 +7,9 @@
 
 #include "core/random.hpp"
 #include "tunnel_harness.hpp"
+#ifdef HG_IMPAIR_BIN
+#include "impair_process.hpp"
+#endif
 
 namespace hopgate::testing {
 namespace {
@@ -151,6 +154,113 @@ TEST(Tunnel, HostileDatagramsDoNotHurt) {
     EXPECT_GT(st.dropped + st.cookies_sent, 0u);
     EXPECT_EQ(st.sessions, 1u);  // only the real client
 }
+
+
+#ifdef HG_IMPAIR_BIN
+
+bool sanitized() { return std::getenv("HG_SANITIZED") != nullptr; }
+
+std::vector<std::string> relay_args(std::uint16_t target, std::vector<std::string> extra) {
+    std::vector<std::string> a = {"--udp", "--listen", "127.0.0.1:0", "--target",
+                                  "127.0.0.1:" + std::to_string(target), "--control",
+                                  "127.0.0.1:0", "--log-level", "error"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+}
+
+// 200 MiB through DTLS via the impairment relay at 3 % loss, 30 ms RTT with jitter arrive
+// byte-identical (every byte is pattern-checked, which is stronger than a hash).
+TEST(TunnelImpaired, DtlsThroughLossyRelay) {
+    TransferSpec s;
+    s.streams = 1;
+    s.bytes = sanitized() ? 16ull << 20 : 200ull << 20;
+    s.echo_bytes = 0;
+    Harness h(s);
+    ImpairProcess relay(relay_args(h.dtls_endpoint().port(),
+                                   {"--loss", "3", "--delay-ms", "15", "--jitter-ms", "2",
+                                    "--seed", "7"}));
+    ASSERT_TRUE(relay.started()) << relay.start_line();
+    TransferApp client(false, s);
+    std::string err;
+    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err, relay.listen_port());
+    ASSERT_TRUE(t) << err;
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(h.run_until([&] { return client.done() && h.server_app.done(); }, 400));
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(client.error(), "");
+    EXPECT_EQ(client.received(), s.bytes);
+    const auto& st = t->conn().stats();
+    std::printf("[ net ] dtls via relay 3%% loss 30ms: %.1f MiB in %.1f s (%.1f MiB/s), "
+                "client saw %llu packets lost by the server's count\n",
+                static_cast<double>(s.bytes) / 1048576, secs,
+                static_cast<double>(s.bytes) / 1048576 / secs,
+                static_cast<unsigned long long>(st.packets_lost));
+}
+
+// NAT rebinding mid-transfer: the relay changes its source port, the server follows the client by
+// connection ID, and the transfer completes.
+TEST(TunnelImpaired, NatRebindingMidTransfer) {
+    TransferSpec s;
+    s.streams = 2;
+    s.bytes = s.echo_bytes = 16 << 20;
+    Harness h(s);
+    ImpairProcess relay(relay_args(h.dtls_endpoint().port(), {"--delay-ms", "5"}));
+    ASSERT_TRUE(relay.started()) << relay.start_line();
+    ControlClient ctl(relay.control_port());
+    ASSERT_TRUE(ctl.connected());
+    TransferApp client(false, s);
+    std::string err;
+    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err, relay.listen_port());
+    ASSERT_TRUE(t) << err;
+    int rebinds = 0;
+    EXPECT_TRUE(h.run_until(
+        [&] {
+            const std::uint64_t got = client.received() + h.server_app.received();
+            if ((rebinds == 0 && got > (4u << 20)) || (rebinds == 1 && got > (20u << 20))) {
+                EXPECT_EQ(ctl.command("rebind").rfind("ok rebind", 0), 0u);
+                ++rebinds;
+            }
+            return client.done() && h.server_app.done();
+        },
+        120));
+    EXPECT_EQ(rebinds, 2);
+    EXPECT_EQ(client.error(), "");
+    EXPECT_EQ(h.server_app.error(), "");
+    EXPECT_GE(h.dtls->stats().migrations, 2u);
+}
+
+// Traffic cut for longer than the idle timeout: both ends notice and close (idle timeout).
+TEST(TunnelImpaired, CutLongerThanIdleTimeoutClosesBothEnds) {
+    TransferSpec s;
+    s.streams = 1;
+    s.bytes = s.echo_bytes = 1ull << 30;  // far more than can move before the cut
+    net::TransportOptions o;
+    o.conn.idle_timeout = std::chrono::seconds(3);
+    o.conn.keepalive_interval = std::chrono::seconds(1);
+    Harness h(s, o);
+    ImpairProcess relay(relay_args(h.dtls_endpoint().port(), {"--delay-ms", "2"}));
+    ASSERT_TRUE(relay.started()) << relay.start_line();
+    ControlClient ctl(relay.control_port());
+    TransferApp client(false, s);
+    std::string err;
+    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err, relay.listen_port());
+    ASSERT_TRUE(t) << err;
+    ASSERT_TRUE(h.run_until([&] { return client.received() > (1u << 20); }, 20));
+    EXPECT_EQ(ctl.command("cut"), "ok cut");
+    const auto cut_at = std::chrono::steady_clock::now();
+    EXPECT_TRUE(h.run_until([&] { return client.closed() && h.server_app.closed(); }, 20));
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - cut_at).count();
+    const auto idle = static_cast<std::uint64_t>(proto::WireError::kIdleTimeout);
+    EXPECT_EQ(client.close_code(), idle);
+    EXPECT_EQ(h.server_app.close_code(), idle);
+    EXPECT_GE(secs, 2.5);
+    EXPECT_LT(secs, 15.0);
+    EXPECT_EQ(h.dtls->stats().sessions, 0u);  // the server dropped the session
+}
+
+#endif  // HG_IMPAIR_BIN
 
 }  // namespace
 }  // namespace hopgate::testing
