@@ -1,11 +1,13 @@
 // Tunnels on real loopback sockets: DTLS/UDP and TLS/TCP transports driving the protocol core.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/ip/udp.hpp>
 #include <cstdio>
 
 #include "core/random.hpp"
+#include "tls/dtls_engine.hpp"
 #include "tunnel_harness.hpp"
 #ifdef HG_IMPAIR_BIN
 #include "impair_process.hpp"
@@ -155,6 +157,68 @@ TEST(Tunnel, HostileDatagramsDoNotHurt) {
     EXPECT_EQ(st.sessions, 1u);  // only the real client
 }
 
+
+
+long rss_kib() {
+    long pages = 0, resident = 0;
+    if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+        if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) {
+            resident = 0;
+        }
+        std::fclose(f);
+    }
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+// A flood of real ClientHellos without cookies, from many source ports, is answered statelessly:
+// no session or half-open handshake is created, every reply is a HelloVerifyRequest, and the
+// server's memory stays flat; a real client still connects afterwards.
+TEST(Tunnel, ClientHelloFloodCreatesNoState) {
+    TransferSpec s;
+    s.streams = 1;
+    s.bytes = s.echo_bytes = 64 << 10;
+    Harness h(s);
+    std::vector<std::vector<std::uint8_t>> hellos;
+    for (int i = 0; i < 16; ++i) {
+        auto e = tls::DtlsEngine::client(h.dtls_client_ctx, "localhost");
+        ASSERT_TRUE(e);
+        std::vector<std::uint8_t> d(2048);
+        const std::size_t n = e->pop_datagram(d);
+        ASSERT_GT(n, 0u);
+        d.resize(n);
+        hellos.push_back(std::move(d));
+    }
+    std::vector<std::unique_ptr<boost::asio::ip::udp::socket>> socks;
+    for (int i = 0; i < 32; ++i) {
+        socks.push_back(std::make_unique<boost::asio::ip::udp::socket>(h.io));
+        socks.back()->open(boost::asio::ip::udp::v4());
+    }
+    const int kHellos = 10000;
+    long rss_before = 0;
+    for (int i = 0; i < kHellos; ++i) {
+        const auto& d = hellos[static_cast<std::size_t>(i) % hellos.size()];
+        socks[static_cast<std::size_t>(i) % socks.size()]->send_to(boost::asio::buffer(d),
+                                                                   h.dtls_endpoint());
+        if (i % 64 == 0) {
+            h.io.poll();
+        }
+        if (i == 1000) {
+            rss_before = rss_kib();  // after warm-up (buffers, allocator pools)
+        }
+    }
+    h.run_until([&] { return h.dtls->stats().cookies_sent >= kHellos * 9 / 10; }, 10);
+    const auto st = h.dtls->stats();
+    EXPECT_GE(st.cookies_sent, static_cast<std::uint64_t>(kHellos * 9 / 10));
+    EXPECT_EQ(st.sessions, 0u);
+    EXPECT_EQ(st.half_open, 0u);
+    EXPECT_LT(rss_kib() - rss_before, 4096);  // flat: no per-hello state
+    TransferApp client(false, s);
+    std::string err;
+    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err);
+    ASSERT_TRUE(t) << err;
+    EXPECT_TRUE(h.run_until([&] { return client.done() && h.server_app.done(); }, 30));
+    EXPECT_EQ(client.error(), "");
+}
 
 #ifdef HG_IMPAIR_BIN
 
