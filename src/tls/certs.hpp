@@ -39,16 +39,14 @@ core::Result<std::string> read_pem_file(const std::string& path);
 
 // A leaf certificate, its chain (intermediates, may be empty) and the matching private key.
 class CertifiedKey {
-public:
+  public:
     // Leaf first, then intermediates, in `cert_chain_pem`. Errors: kBadPem, kKeyMismatch.
     // When `why` is given it receives a one-line explanation on failure.
-    static core::Result<std::shared_ptr<const CertifiedKey>> from_pem(std::string_view cert_chain_pem,
-                                                                      std::string_view key_pem,
-                                                                      std::string* why = nullptr);
+    static core::Result<std::shared_ptr<const CertifiedKey>> from_pem(
+        std::string_view cert_chain_pem, std::string_view key_pem, std::string* why = nullptr);
     // Same, reading two PEM files. Adds kIo.
-    static core::Result<std::shared_ptr<const CertifiedKey>> from_files(const std::string& cert_path,
-                                                                        const std::string& key_path,
-                                                                        std::string* why = nullptr);
+    static core::Result<std::shared_ptr<const CertifiedKey>> from_files(
+        const std::string& cert_path, const std::string& key_path, std::string* why = nullptr);
 
     X509* leaf() const { return leaf_.get(); }
     EVP_PKEY* key() const { return key_.get(); }
@@ -60,7 +58,7 @@ public:
     CertifiedKey(X509Ptr leaf, X509StackPtr chain, EvpPkeyPtr key)
         : leaf_(std::move(leaf)), chain_(std::move(chain)), key_(std::move(key)) {}
 
-private:
+  private:
     X509Ptr leaf_;
     X509StackPtr chain_;
     EvpPkeyPtr key_;

@@ -178,8 +178,12 @@ Context::Context(SslCtxPtr ctx, Protocol p, std::shared_ptr<CertStore> store, bo
         if (protocol_ == Protocol::kDtls) {
             SSL_CTX_set_cookie_generate_cb(c, cookie_generate_cb);
             SSL_CTX_set_cookie_verify_cb(c, cookie_verify_cb);
-        } else {
-            SSL_CTX_set_num_tickets(c, 0);  // tunnel clients do not resume sessions
+        }
+        // Tunnel clients do not resume sessions: a ticket would only add a ~200-byte message
+        // to the last flight. Other protocols (the HTTPS front door) keep tickets.
+        if (std::find(alpn_.begin(), alpn_.end(), kAlpnHopgate) != alpn_.end()) {
+            SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
+            SSL_CTX_set_num_tickets(c, 0);
         }
     } else if (!alpn_.empty()) {
         // Note: returns 0 on success.
@@ -212,7 +216,8 @@ ContextPtr make_server_context(std::shared_ptr<CertStore> store, Protocol p,
                                            std::move(alpn));
 }
 
-ContextPtr make_client_context(const ClientTrust& trust, Protocol p, std::vector<std::string> alpn) {
+ContextPtr make_client_context(const ClientTrust& trust, Protocol p,
+                               std::vector<std::string> alpn) {
     SslCtxPtr ctx = new_ctx(p);
     SSL_CTX* c = ctx.get();
     if (!trust.insecure_skip_verify) {
@@ -227,8 +232,8 @@ ContextPtr make_client_context(const ClientTrust& trust, Protocol p, std::vector
     } else {
         SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
     }
-    return std::make_shared<const Context>(std::move(ctx), p, nullptr,
-                                           !trust.insecure_skip_verify, std::move(alpn));
+    return std::make_shared<const Context>(std::move(ctx), p, nullptr, !trust.insecure_skip_verify,
+                                           std::move(alpn));
 }
 
 core::Status prepare_client_ssl(SSL* ssl, const Context& ctx, std::string_view server_name) {

@@ -32,7 +32,7 @@ inline constexpr const char* kAlpnHopgate = "hopgate/1";
 // then the default. Names are compared lower-case. Thread-safe; selection copies a shared_ptr
 // under the lock, so a certificate being replaced stays alive for handshakes already using it.
 class CertStore {
-public:
+  public:
     void set_default(std::shared_ptr<const CertifiedKey> ck);
     // `name` is "host.example.com" or "*.example.com".
     void set(std::string_view name, std::shared_ptr<const CertifiedKey> ck);
@@ -41,7 +41,7 @@ public:
     std::shared_ptr<const CertifiedKey> select(std::string_view server_name) const;
     std::size_t size() const;
 
-private:
+  private:
     mutable std::mutex mu_;
     std::unordered_map<std::string, std::shared_ptr<const CertifiedKey>> by_name_;
     std::shared_ptr<const CertifiedKey> default_;
@@ -53,7 +53,7 @@ struct ClientTrust {
 };
 
 class Context {
-public:
+  public:
     SSL_CTX* native() const { return ctx_.get(); }
     Protocol protocol() const { return protocol_; }
     bool is_server() const { return store_ != nullptr; }
@@ -71,7 +71,7 @@ public:
     Context(const Context&) = delete;
     Context& operator=(const Context&) = delete;
 
-private:
+  private:
     SslCtxPtr ctx_;
     Protocol protocol_;
     std::shared_ptr<CertStore> store_;

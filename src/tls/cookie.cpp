@@ -35,8 +35,8 @@ bool parse_client_hello(std::span<const std::uint8_t> d, ClientHelloView& out) {
         return false;
     }
     // Record: type, version (DTLS 1.0 or 1.2), epoch 0, 48-bit sequence, length.
-    if (d[0] != kContentHandshake || d[1] != 0xfe || (d[2] != 0xff && d[2] != 0xfd) ||
-        d[3] != 0 || d[4] != 0) {
+    if (d[0] != kContentHandshake || d[1] != 0xfe || (d[2] != 0xff && d[2] != 0xfd) || d[3] != 0 ||
+        d[4] != 0) {
         return false;
     }
     const std::size_t rlen = u16(&d[11]);
@@ -118,23 +118,25 @@ bool CookieGuard::maybe_rotate(core::Instant now) {
     return true;
 }
 
-void CookieGuard::mac(const Key& key, std::span<const std::uint8_t> peer_addr,
+bool CookieGuard::mac(const Key& key, std::span<const std::uint8_t> peer_addr,
                       std::uint8_t out[kCookieSize]) {
     std::uint8_t msg[8 + kMaxPeerAddr];
     for (int i = 0; i < 8; ++i) {
         msg[i] = static_cast<std::uint8_t>(key.generation >> (56 - 8 * i));
     }
-    std::memcpy(msg + 8, peer_addr.data(), peer_addr.size());
+    if (!peer_addr.empty()) {
+        std::memcpy(msg + 8, peer_addr.data(), peer_addr.size());
+    }
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     if (HMAC(EVP_sha256(), key.bytes.data(), static_cast<int>(key.bytes.size()), msg,
              8 + peer_addr.size(), md, &md_len) == nullptr ||
         md_len < kCookieSize - 1) {
-        std::memset(out, 0, kCookieSize);  // verifies against nothing real
-        return;
+        return false;  // never compare against an unset MAC
     }
     out[0] = static_cast<std::uint8_t>(key.generation);
     std::memcpy(out + 1, md, kCookieSize - 1);
+    return true;
 }
 
 std::size_t CookieGuard::make_cookie(std::span<const std::uint8_t> peer_addr,
@@ -147,8 +149,7 @@ std::size_t CookieGuard::make_cookie(std::span<const std::uint8_t> peer_addr,
         std::lock_guard lock(mu_);
         k = current_;
     }
-    mac(k, peer_addr, out.data());
-    return kCookieSize;
+    return mac(k, peer_addr, out.data()) ? kCookieSize : 0;
 }
 
 bool CookieGuard::verify_cookie(std::span<const std::uint8_t> cookie,
@@ -168,7 +169,9 @@ bool CookieGuard::verify_cookie(std::span<const std::uint8_t> cookie,
         }
     }
     std::uint8_t want[kCookieSize];
-    mac(k, peer_addr, want);
+    if (!mac(k, peer_addr, want)) {
+        return false;
+    }
     return CRYPTO_memcmp(want, cookie.data(), kCookieSize) == 0;
 }
 
@@ -232,7 +235,8 @@ CookieGuard::Decision CookieGuard::check_client_hello(std::span<const std::uint8
 }
 
 CookieGuard::Stats CookieGuard::stats() const {
-    return Stats{accepted_.load(std::memory_order_relaxed), replied_.load(std::memory_order_relaxed),
+    return Stats{accepted_.load(std::memory_order_relaxed),
+                 replied_.load(std::memory_order_relaxed),
                  dropped_.load(std::memory_order_relaxed)};
 }
 

@@ -27,9 +27,9 @@
 namespace hopgate::tls {
 
 class CookieGuard {
-public:
+  public:
     enum class Decision {
-        kAccept,        // a ClientHello with a valid cookie: create the engine, feed it this datagram
+        kAccept,  // a ClientHello with a valid cookie: create the engine, feed it this datagram
         kReplyAndDrop,  // send `reply` (a HelloVerifyRequest) to the peer, keep nothing
         kDrop,          // not a usable ClientHello (garbage, fragment, other record): ignore
     };
@@ -70,13 +70,13 @@ public:
 
     Stats stats() const;
 
-private:
+  private:
     struct Key {
         std::array<std::uint8_t, 32> bytes{};
         std::uint64_t generation = 0;
     };
 
-    static void mac(const Key& key, std::span<const std::uint8_t> peer_addr,
+    static bool mac(const Key& key, std::span<const std::uint8_t> peer_addr,
                     std::uint8_t out[kCookieSize]);
 
     const core::Duration period_;

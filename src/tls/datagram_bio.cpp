@@ -40,7 +40,8 @@ int dgram_write(BIO* b, const char* data, int len) {
     // A full queue drops the datagram, as a congested link would; DTLS retransmits handshake
     // flights and the tunnel core recovers records. The engine refuses application writes
     // before this can happen.
-    if (!st->out->push({reinterpret_cast<const std::uint8_t*>(data), static_cast<std::size_t>(len)})) {
+    if (!st->out->push(
+            {reinterpret_cast<const std::uint8_t*>(data), static_cast<std::size_t>(len)})) {
         ++st->dropped_writes;
     }
     return len;

@@ -19,7 +19,7 @@ namespace hopgate::tls {
 // A ring of at most kCapacity datagrams. Slot buffers keep their capacity, so a steady flow
 // allocates nothing after warm-up; memory is bounded by kCapacity x the largest datagram seen.
 class DatagramQueue {
-public:
+  public:
     static constexpr std::size_t kCapacity = 64;
 
     // False (and the datagram is not stored) when full.
@@ -32,7 +32,7 @@ public:
     std::size_t size() const { return count_; }
     void clear() { head_ = count_ = 0; }
 
-private:
+  private:
     std::array<std::vector<std::uint8_t>, kCapacity> slots_;
     std::size_t head_ = 0;
     std::size_t count_ = 0;
@@ -40,9 +40,9 @@ private:
 
 // State behind one datagram BIO; owned by the engine, which must outlive the BIO.
 struct DatagramBioState {
-    DatagramQueue* in = nullptr;   // BIO_read pops from here
-    DatagramQueue* out = nullptr;  // BIO_write pushes here
-    long mtu = 1200;               // reported to OpenSSL's MTU queries
+    DatagramQueue* in = nullptr;       // BIO_read pops from here
+    DatagramQueue* out = nullptr;      // BIO_write pushes here
+    long mtu = 1200;                   // reported to OpenSSL's MTU queries
     std::uint64_t dropped_writes = 0;  // writes lost because `out` was full (like a full NIC queue)
 };
 

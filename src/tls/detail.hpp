@@ -6,11 +6,11 @@
 namespace hopgate::tls::detail {
 
 class SslHooks {
-public:
+  public:
     virtual int generate_cookie(unsigned char* cookie, unsigned int* len) noexcept = 0;
     virtual int verify_cookie(const unsigned char* cookie, unsigned int len) noexcept = 0;
 
-protected:
+  protected:
     ~SslHooks() = default;
 };
 

@@ -71,8 +71,8 @@ void DtlsEngine::setup(std::string_view server_name) {
         return;
     }
     if (!ctx_ || ctx_->protocol() != Protocol::kDtls || ctx_->is_server() != server_) {
-        fail(Errc::kInvalidArgument, "context is not a DTLS " +
-                                         std::string(server_ ? "server" : "client") + " context");
+        fail(Errc::kInvalidArgument,
+             "context is not a DTLS " + std::string(server_ ? "server" : "client") + " context");
         return;
     }
     if (mtu_ < kMinMtu || mtu_ > kMaxMtu) {
@@ -270,7 +270,8 @@ core::Result<std::size_t> DtlsEngine::read(std::span<std::uint8_t> out) {
         return Errc::kInvalidArgument;
     }
     ERR_clear_error();
-    int n = SSL_read(ssl_.get(), out.data(), static_cast<int>(std::min<std::size_t>(out.size(), INT_MAX)));
+    int n = SSL_read(ssl_.get(), out.data(),
+                     static_cast<int>(std::min<std::size_t>(out.size(), INT_MAX)));
     if (n > 0) {
         return static_cast<std::size_t>(n);
     }

@@ -49,7 +49,7 @@ struct DtlsOptions {
 };
 
 class DtlsEngine final : private detail::SslHooks {
-public:
+  public:
     // Largest plaintext one DTLS record carries (OpenSSL refuses more).
     static constexpr std::size_t kMaxPlaintext = 16384;
 
@@ -138,7 +138,7 @@ public:
     struct PrivateTag {};
     DtlsEngine(PrivateTag, ContextPtr ctx, bool server, DtlsOptions opts);
 
-private:
+  private:
     int generate_cookie(unsigned char* cookie, unsigned int* len) noexcept override;
     int verify_cookie(const unsigned char* cookie, unsigned int len) noexcept override;
     static unsigned int timer_cb(SSL* ssl, unsigned int previous_us);

@@ -5,22 +5,34 @@
 namespace hopgate::tls {
 namespace {
 class TlsCategory final : public std::error_category {
-public:
+  public:
     const char* name() const noexcept override { return "hopgate.tls"; }
     std::string message(int ev) const override {
         switch (static_cast<Errc>(ev)) {
-            case Errc::kOk: return "ok";
-            case Errc::kHandshake: return "handshake failed";
-            case Errc::kProtocol: return "TLS protocol error";
-            case Errc::kClosed: return "TLS session closed";
-            case Errc::kNotReady: return "handshake not complete";
-            case Errc::kWouldBlock: return "would block";
-            case Errc::kTooLarge: return "too large for one record";
-            case Errc::kInvalidArgument: return "invalid argument";
-            case Errc::kBadPem: return "malformed PEM";
-            case Errc::kKeyMismatch: return "key does not match certificate";
-            case Errc::kIo: return "file read error";
-            case Errc::kInternal: return "internal TLS error";
+            case Errc::kOk:
+                return "ok";
+            case Errc::kHandshake:
+                return "handshake failed";
+            case Errc::kProtocol:
+                return "TLS protocol error";
+            case Errc::kClosed:
+                return "TLS session closed";
+            case Errc::kNotReady:
+                return "handshake not complete";
+            case Errc::kWouldBlock:
+                return "would block";
+            case Errc::kTooLarge:
+                return "too large for one record";
+            case Errc::kInvalidArgument:
+                return "invalid argument";
+            case Errc::kBadPem:
+                return "malformed PEM";
+            case Errc::kKeyMismatch:
+                return "key does not match certificate";
+            case Errc::kIo:
+                return "file read error";
+            case Errc::kInternal:
+                return "internal TLS error";
         }
         return "unknown tls error";
     }

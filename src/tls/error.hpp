@@ -28,7 +28,7 @@ inline std::error_code make_error_code(Errc e) { return {static_cast<int>(e), tl
 
 // Start-up/configuration failure (context creation, key generation). Caught once in main.
 class Error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 

@@ -32,8 +32,8 @@ TlsStreamEngine::TlsStreamEngine(PrivateTag, ContextPtr ctx, bool server, TlsStr
 
 void TlsStreamEngine::setup(std::string_view server_name) {
     if (!ctx_ || ctx_->protocol() != Protocol::kTls || ctx_->is_server() != server_) {
-        fail(Errc::kInvalidArgument, "context is not a TLS " +
-                                         std::string(server_ ? "server" : "client") + " context");
+        fail(Errc::kInvalidArgument,
+             "context is not a TLS " + std::string(server_ ? "server" : "client") + " context");
         return;
     }
     ssl_.reset(SSL_new(ctx_->native()));

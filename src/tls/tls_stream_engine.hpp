@@ -35,7 +35,7 @@ struct TlsStreamOptions {
 };
 
 class TlsStreamEngine {
-public:
+  public:
     static std::unique_ptr<TlsStreamEngine> client(ContextPtr ctx, std::string_view server_name,
                                                    TlsStreamOptions opts = {});
     static std::unique_ptr<TlsStreamEngine> server(ContextPtr ctx, TlsStreamOptions opts = {});
@@ -76,7 +76,7 @@ public:
     struct PrivateTag {};
     TlsStreamEngine(PrivateTag, ContextPtr ctx, bool server, TlsStreamOptions opts);
 
-private:
+  private:
     void setup(std::string_view server_name);
     void drive_handshake();
     void fail(Errc code, std::string why);
