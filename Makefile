@@ -22,14 +22,15 @@ build: $(BUILD)/build.ninja
 test: deps build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --timeout 1200
 
-# Unit and simulation tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Unit, simulation and loopback integration tests under AddressSanitizer + UBSan (sanitized runs
+# use smaller transfers: HG_SANITIZED=1).
 $(BUILD_ASAN)/build.ninja:
 	cmake -S . -B $(BUILD_ASAN) $(CMAKE_GEN) -DCMAKE_BUILD_TYPE=Debug -DHG_SANITIZE=ON \
-	  -DHG_BUILD_BENCH=OFF -DHG_BUILD_APPS=OFF
+	  -DHG_BUILD_BENCH=OFF
 
 test-asan: deps $(BUILD_ASAN)/build.ninja
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
-	HG_SANITIZED=1 ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS) -L 'unit|sim' --timeout 1800
+	HG_SANITIZED=1 ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS) -L 'unit|sim|integration' --timeout 1800
 
 # libFuzzer targets (clang); `fuzz-smoke` runs each for a short, bounded time on its corpus.
 $(BUILD_FUZZ)/build.ninja:
