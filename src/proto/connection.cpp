@@ -325,6 +325,29 @@ struct Connection::Impl {
 
     AckFrame scratch_ack;
 
+    // Sent-frame lists are recycled so that sending a packet allocates nothing in steady state.
+    std::vector<std::vector<SentRec>> recs_pool;
+    static constexpr std::size_t kRecsPoolMax = 4096;
+
+    std::vector<SentRec> take_recs() {
+        if (recs_pool.empty()) {
+            std::vector<SentRec> v;
+            v.reserve(8);
+            return v;
+        }
+        std::vector<SentRec> v = std::move(recs_pool.back());
+        recs_pool.pop_back();
+        return v;
+    }
+    void recycle(std::vector<SentRec>& v) {
+        v.clear();
+        if (recs_pool.size() < kRecsPoolMax && v.capacity() <= 64) {
+            recs_pool.push_back(std::move(v));
+        } else {
+            std::vector<SentRec>().swap(v);
+        }
+    }
+
     Impl(const ConnectionConfig& c, Instant now)
         : cfg(c), now_(now), created(now), rtt(c.initial_rtt) {
         local_params.idle_timeout_ms =
@@ -1071,6 +1094,7 @@ struct Connection::Impl {
 
     void pop_done() {
         while (!sent.empty() && sent.front().done) {
+            recycle(sent.front().recs);
             sent.pop_front();
             ++sent_base;
         }
@@ -1275,8 +1299,7 @@ struct Connection::Impl {
                 for (const auto& rec : p->recs) {
                     on_rec_acked(rec);
                 }
-                p->recs.clear();
-                p->recs.shrink_to_fit();
+                recycle(p->recs);
                 if (closing_or_worse()) {
                     return;
                 }
@@ -1410,8 +1433,7 @@ struct Connection::Impl {
                 for (const auto& rec : p->recs) {
                     on_rec_lost(rec);
                 }
-                p->recs.clear();
-                p->recs.shrink_to_fit();
+                recycle(p->recs);
             } else {
                 const Instant t = p->time + loss_delay;
                 if (!has_loss_time || t < loss_time) {
@@ -1947,7 +1969,7 @@ struct Connection::Impl {
         w.varint(pn);
         const std::size_t header = w.size();
         write_ack(w);
-        std::vector<SentRec> recs;
+        std::vector<SentRec> recs = take_recs();
         bool eliciting = false;
         if (may_send_data) {
             eliciting = write_frames(w, recs, false);
@@ -1957,6 +1979,7 @@ struct Connection::Impl {
             }
         }
         if (w.size() == header) {
+            recycle(recs);
             return 0;
         }
         ++next_pn;
