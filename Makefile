@@ -38,7 +38,7 @@ $(BUILD_FUZZ)/build.ninja:
 	  -DHG_BUILD_FUZZ=ON -DHG_BUILD_TESTS=OFF -DHG_BUILD_BENCH=OFF -DHG_BUILD_APPS=OFF
 
 fuzz: deps $(BUILD_FUZZ)/build.ninja
-	cmake --build $(BUILD_FUZZ) -j $(JOBS)
+	cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz_all
 
 fuzz-smoke: fuzz
 	scripts/fuzz-smoke.sh $(BUILD_FUZZ) 20

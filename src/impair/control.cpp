@@ -271,8 +271,7 @@ class ControlServer::Session : public std::enable_shared_from_this<Session> {
 
 ControlServer::ControlServer(asio::io_context& io, Relay& relay, const tcp::endpoint& endpoint,
                              core::Logger log)
-    : io_(io),
-      relay_(relay),
+    : relay_(relay),
       log_(std::move(log)),
       acceptor_(io),
       shared_(std::make_shared<ControlShared>()) {

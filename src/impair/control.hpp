@@ -51,7 +51,6 @@ class ControlServer {
 
     void do_accept();
 
-    boost::asio::io_context& io_;
     Relay& relay_;
     core::Logger log_;
     boost::asio::ip::tcp::acceptor acceptor_;

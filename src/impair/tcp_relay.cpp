@@ -256,8 +256,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 };
 
 TcpRelay::TcpRelay(asio::io_context& io, const Options& options, core::Logger log)
-    : io_(io),
-      options_(options),
+    : options_(options),
       log_(std::move(log)),
       acceptor_(io),
       params_{options.up, options.down},

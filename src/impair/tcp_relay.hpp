@@ -59,7 +59,6 @@ class TcpRelay final : public Relay {
                            core::Instant not_before);
     std::size_t read_chunk_limit(Direction d) const;
 
-    boost::asio::io_context& io_;
     Options options_;
     core::Logger log_;
     boost::asio::ip::tcp::endpoint target_;
