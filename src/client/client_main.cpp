@@ -1,0 +1,119 @@
+#include "client/client_main.hpp"
+
+#include <boost/asio/signal_set.hpp>
+#include <iostream>
+
+#include "client/agent.hpp"
+#include "core/config.hpp"
+
+namespace hopgate::client {
+
+namespace {
+
+using core::OptionType;
+
+core::ConfigSchema schema() {
+    core::ConfigSchema s;
+    s.add({.env = "HOP_CLIENT_SERVER_ADDR", .flag = "--server-addr", .type = OptionType::kAddress,
+           .help = "server host:port of the DTLS tunnel endpoint", .required = true});
+    s.add({.env = "HOP_CLIENT_SERVER_TLS_PORT", .flag = "--server-tls-port",
+           .type = OptionType::kInt, .default_value = "7443",
+           .help = "TLS/TCP fallback port on the same host", .min = 1, .max = 65535});
+    s.add({.env = "HOP_CLIENT_SERVER_NAME", .flag = "--server-name", .default_value = "",
+           .help = "name to verify in the server certificate (default: the server host)"});
+    s.add({.env = "HOP_CLIENT_DOMAIN", .flag = "--domain", .help = "the domain this client serves",
+           .required = true});
+    s.add({.env = "HOP_CLIENT_API_KEY", .flag = "--api-key",
+           .help = "the domain's client API key (from the admin API)", .required = true,
+           .secret = true});
+    s.add({.env = "HOP_CLIENT_LOCAL_TARGET", .flag = "--local-target",
+           .default_value = "127.0.0.1:8080", .help = "local HTTP service host:port"});
+    s.add({.env = "HOP_CLIENT_TRANSPORT", .flag = "--transport", .default_value = "auto",
+           .help = "dtls, tls, or auto (DTLS, falling back to TLS/TCP when UDP is blocked)"});
+    s.add({.env = "HOP_CLIENT_CA_FILE", .flag = "--ca-file", .default_value = "",
+           .help = "PEM file of trusted CAs (default: the system roots)"});
+    s.add({.env = "HOP_CLIENT_INSECURE_SKIP_VERIFY", .flag = "--insecure-skip-verify",
+           .type = OptionType::kBool, .default_value = "false",
+           .help = "do not verify the server certificate (testing only; warns at start)"});
+    s.add({.env = "HOP_CLIENT_DEBUG", .flag = "--debug", .type = OptionType::kBool,
+           .default_value = "false", .help = "debug logging (does not disable verification)"});
+    s.add({.env = "HOP_LOG_LEVEL", .flag = "--log-level", .default_value = "info",
+           .help = "debug, info, warn or error"});
+    return s;
+}
+
+}  // namespace
+
+int client_main(int argc, const char* const* argv) {
+    const auto sch = schema();
+    core::Config cfg;
+    try {
+        core::ConfigInputs in;
+        in.args = core::args_from_argv(argc, argv);
+        in.env = core::process_env();
+        if (auto text = core::read_small_file(".env", core::kDotEnvMaxBytes)) {
+            in.dotenv_text = *text;
+        }
+        cfg = core::load_config(sch, in);
+    } catch (const core::ConfigError& e) {
+        std::cerr << "hopgate-client: configuration error:\n" << e.what() << "\n";
+        return 1;
+    }
+    if (cfg.help_requested()) {
+        std::cout << sch.help_text("hopgate-client",
+                                   "HopGate client: serves a domain from a local HTTP service "
+                                   "through an outbound tunnel.");
+        return 0;
+    }
+    auto level = core::parse_log_level(cfg.get_bool("HOP_CLIENT_DEBUG")
+                                           ? "debug"
+                                           : cfg.get_string("HOP_LOG_LEVEL"));
+    if (!level) {
+        std::cerr << "hopgate-client: HOP_LOG_LEVEL: must be debug, info, warn or error\n";
+        return 1;
+    }
+    AgentConfig a;
+    const auto& server = cfg.get_address("HOP_CLIENT_SERVER_ADDR");
+    a.server_host = server.host.empty() ? "127.0.0.1" : server.host;
+    a.dtls_port = server.port;
+    a.tls_port = static_cast<std::uint16_t>(cfg.get_int("HOP_CLIENT_SERVER_TLS_PORT"));
+    a.server_name = cfg.get_string("HOP_CLIENT_SERVER_NAME");
+    a.domain = cfg.get_string("HOP_CLIENT_DOMAIN");
+    a.api_key = cfg.get_string("HOP_CLIENT_API_KEY");
+    a.local_target = cfg.get_string("HOP_CLIENT_LOCAL_TARGET");
+    a.ca_file = cfg.get_string("HOP_CLIENT_CA_FILE");
+    a.insecure_skip_verify = cfg.get_bool("HOP_CLIENT_INSECURE_SKIP_VERIFY");
+    const std::string t = cfg.get_string("HOP_CLIENT_TRANSPORT");
+    if (t == "dtls") {
+        a.transport = TransportChoice::kDtls;
+    } else if (t == "tls") {
+        a.transport = TransportChoice::kTls;
+    } else if (t == "auto") {
+        a.transport = TransportChoice::kAuto;
+    } else {
+        std::cerr << "hopgate-client: --transport: must be dtls, tls or auto\n";
+        return 1;
+    }
+    auto out = std::make_shared<core::LogOutput>(*level);
+    core::Logger log(out, "client");
+    boost::asio::io_context io;
+    std::unique_ptr<Agent> agent;
+    try {
+        agent = std::make_unique<Agent>(io, a, log);
+    } catch (const std::exception& e) {
+        std::cerr << "hopgate-client: " << e.what() << "\n";
+        return 1;
+    }
+    agent->start();
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int) {
+        if (!ec) {
+            agent->stop();
+            io.stop();
+        }
+    });
+    io.run();
+    return 0;
+}
+
+}  // namespace hopgate::client
