@@ -1,4 +1,8 @@
 // DTLS/UDP transport: one socket serves every client (server) or one server (client).
+#include <netinet/in.h>
+#include <time.h>
+// after <time.h>: linux/errqueue.h uses struct timespec
+#include <linux/errqueue.h>
 #include <openssl/rand.h>
 
 #include <boost/asio/post.hpp>
@@ -105,9 +109,14 @@ struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
         sock.non_blocking(true);
         size_socket(sock.native_handle(), opts.socket_buffer_bytes);
         UdpReceiver::try_enable_gro(sock.native_handle());
+        // ICMP errors (port unreachable: a client process died) arrive on the error queue.
+        int one = 1;
+        (void)setsockopt(sock.native_handle(), IPPROTO_IP, IP_RECVERR, &one, sizeof one);
+        (void)setsockopt(sock.native_handle(), IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof one);
     }
 
     void wait_read();
+    void drain_error_queue();
     void on_readable();
     void handle(std::span<const std::uint8_t> d, const PeerAddr& from);
     bool send(std::span<const std::uint8_t> d, const PeerAddr& to);
@@ -153,6 +162,8 @@ public:
                 srv->on_tunnel(std::static_pointer_cast<Tunnel>(shared_from_this()));
             }
         }
+        last_rx_ = core::steady_now();
+        icmp_errors_ = 0;
         int records = 0;
         if (conn_) {
             for (;;) {
@@ -166,6 +177,22 @@ public:
             }
         }
         return records;
+    }
+
+    // ICMP port unreachable for our peer's address. Only a hint (ICMP can be forged): the
+    // session closes when such errors keep coming and the peer has been silent for over a second;
+    // otherwise a PING is sent so that a dead peer produces another error soon.
+    void on_port_unreachable() {
+        if (closed_ || !conn_) {
+            return;
+        }
+        ++icmp_errors_;
+        if (icmp_errors_ >= 2 && core::steady_now() - last_rx_ > std::chrono::seconds(1)) {
+            conn_->on_transport_closed("client unreachable (ICMP port unreachable)");
+        } else {
+            conn_->ping();
+        }
+        flush();
     }
 
     void flush() override {
@@ -291,9 +318,52 @@ private:
     std::unique_ptr<tls::DtlsEngine> engine_;
     asio::steady_timer timer_;
     Instant started_;
+    Instant last_rx_{core::steady_now()};
+    int icmp_errors_ = 0;
     std::vector<std::uint8_t> plain_;
     std::vector<std::uint8_t> cipher_;
 };
+
+void DtlsServer::Impl::drain_error_queue() {
+    for (int i = 0; i < 256; ++i) {
+        std::uint8_t data[64];
+        alignas(cmsghdr) char control[512];
+        sockaddr_storage name{};
+        iovec iov{data, sizeof data};
+        msghdr h{};
+        h.msg_name = &name;
+        h.msg_namelen = sizeof name;
+        h.msg_iov = &iov;
+        h.msg_iovlen = 1;
+        h.msg_control = control;
+        h.msg_controllen = sizeof control;
+        if (recvmsg(sock.native_handle(), &h, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) {
+            return;
+        }
+        for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {
+            const bool v4 = c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR;
+            const bool v6 = c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR;
+            if (!v4 && !v6) {
+                continue;
+            }
+            sock_extended_err ee{};
+            std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
+            const bool unreachable =
+                (ee.ee_origin == SO_EE_ORIGIN_ICMP && ee.ee_type == 3 && ee.ee_code == 3) ||
+                (ee.ee_origin == SO_EE_ORIGIN_ICMP6 && ee.ee_type == 1 && ee.ee_code == 4);
+            if (!unreachable) {
+                continue;
+            }
+            PeerAddr p;
+            std::memcpy(&p.addr, &name, std::min<std::size_t>(h.msg_namelen, sizeof name));
+            p.len = h.msg_namelen;
+            if (auto it = by_addr.find(p); it != by_addr.end()) {
+                auto sess = it->second;
+                sess->on_port_unreachable();
+            }
+        }
+    }
+}
 
 void DtlsServer::Impl::wait_read() {
     if (stopped) {
@@ -314,6 +384,10 @@ void DtlsServer::Impl::on_readable() {
     for (int round = 0; round < 16; ++round) {
         int err = 0;
         const auto& batch = rx.receive(sock.native_handle(), err);
+        if (err != 0) {
+            drain_error_queue();
+            continue;
+        }
         if (batch.empty()) {
             break;
         }
@@ -321,6 +395,7 @@ void DtlsServer::Impl::on_readable() {
             handle(d.data, *d.from);
         }
     }
+    drain_error_queue();
     flush_dirty();
     if (!tx.flush(sock.native_handle())) {
         wait_write();

@@ -416,12 +416,18 @@ struct Connection::Impl {
 
     void push_event(Event e) { events.push_back(std::move(e)); }
 
-    // Keepalive often enough for the smaller of the two idle timeouts.
+    // Keepalive often enough for the smaller of the two idle timeouts. While streams are open
+    // the interval shrinks to max(3 PTO, 500 ms): a pure receiver (which sends only ACKs) then
+    // still probes a peer that went silent, so a dead peer is noticed quickly (ICMP errors for
+    // the probes, or the idle timeout) instead of after a full keepalive period.
     Duration keepalive_interval() const {
         Duration k = cfg.keepalive_interval;
         const Duration idle = effective_idle_timeout();
         if (k.count() > 0 && idle.count() > 0) {
             k = std::min(k, idle / 2);
+        }
+        if (k.count() > 0 && datagram() && !streams.empty()) {
+            k = std::min(k, std::max<Duration>(3 * pto_base(), std::chrono::milliseconds(500)));
         }
         return k;
     }

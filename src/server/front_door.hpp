@@ -1,0 +1,81 @@
+// The public front door: HTTPS (and plain HTTP) listeners, one session per visitor connection,
+// routing by Host to the control-domain handler or to a tunnel of the domain.
+//
+// Proxying streams both ways with bounded memory: the request body is read from the visitor only
+// as fast as the tunnel stream accepts it, and the response body is read from the tunnel only as
+// fast as the visitor's socket takes it. Every wait has a deadline: TLS handshake and request
+// head (slowloris), response head (HOP_SERVER_PROXY_TIMEOUT_SECONDS), idle body transfer.
+//
+// Threading: everything on the gateway's io_context thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "net/tunnel.hpp"
+#include "tls/context.hpp"
+
+namespace hopgate::server {
+
+class TunnelPool;
+struct Metrics;
+
+using ControlRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using ControlResponse = boost::beast::http::response<boost::beast::http::string_body>;
+// Handles a control-domain request; calls `reply` exactly once (possibly later, on the
+// io_context thread).
+using ControlHandler = std::function<void(ControlRequest req, const std::string& remote_ip,
+                                          std::function<void(ControlResponse)> reply)>;
+// Renders an error page for `status` (400, 404, 500, 502, 504, 525).
+using ErrorPageRenderer =
+    std::function<ControlResponse(int status, const std::string& host, const std::string& rid)>;
+
+struct FrontDoorOptions {
+    std::string control_domain = "localhost";
+    std::chrono::seconds proxy_timeout{15};     // wait for the response head
+    std::chrono::seconds header_timeout{10};    // TLS handshake + request head (slowloris)
+    std::chrono::seconds idle_timeout{120};     // no byte moved in either direction
+    std::size_t max_header_bytes = 32 * 1024;
+    std::size_t max_control_body = 64 * 1024;
+    std::size_t max_connections = 10000;
+    std::string hsts;                            // Strict-Transport-Security value, empty = off
+};
+
+class FrontDoor {
+public:
+    FrontDoor(boost::asio::io_context& io, TunnelPool& pool, FrontDoorOptions opts,
+              ControlHandler control, ErrorPageRenderer pages, Metrics* metrics);
+    ~FrontDoor();
+
+    // Starts an HTTPS listener (tls context with the HTTPS certificates).
+    boost::asio::ip::tcp::endpoint listen_https(const boost::asio::ip::tcp::endpoint& ep,
+                                                tls::ContextPtr ctx);
+    // Starts the plain HTTP listener: ACME HTTP-01 (later), 308 redirect to HTTPS otherwise.
+    boost::asio::ip::tcp::endpoint listen_http(const boost::asio::ip::tcp::endpoint& ep,
+                                               std::uint16_t https_port);
+    // Dispatches a tunnel's stream event to the proxy exchange waiting on it. Returns false if
+    // no exchange owns the stream.
+    bool on_stream_event(net::Tunnel& tunnel, proto::Event& ev);
+    // The tunnel closed: every exchange on it that has no response head yet gets a 502 page,
+    // the others are cut.
+    void on_tunnel_closed(net::Tunnel& tunnel);
+    // Stops accepting; open exchanges finish or are cut by their deadlines.
+    void stop();
+    std::size_t connections() const;
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+// Request id: 16 hex characters, random.
+std::string new_request_id();
+
+}  // namespace hopgate::server

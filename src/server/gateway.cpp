@@ -1,0 +1,343 @@
+#include "server/gateway.hpp"
+
+#include <sys/stat.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "admin/api.hpp"
+#include "admin/auth_validator.hpp"
+#include "admin/cidr.hpp"
+#include "core/config.hpp"
+#include "net/transport.hpp"
+#include "registry/async_registry.hpp"
+#include "registry/factory.hpp"
+#include "server/front_door.hpp"
+#include "server/metrics.hpp"
+#include "server/pages.hpp"
+#include "server/tunnel_pool.hpp"
+#include "tls/certs.hpp"
+
+namespace hopgate::server {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+
+namespace {
+
+template <class Endpoint>
+Endpoint endpoint_of(const std::string& text, const char* what) {
+    std::string why;
+    auto a = core::parse_listen_address(text, &why);
+    if (!a) {
+        throw std::runtime_error(std::string(what) + ": " + why);
+    }
+    const std::string host = a->host.empty() ? "0.0.0.0" : a->host;
+    return Endpoint(asio::ip::make_address(host), a->port);
+}
+
+// "1.2.3.4:5" or "[::1]:5" -> the address part.
+std::string ip_of(const std::string& peer) {
+    if (!peer.empty() && peer.front() == '[') {
+        return peer.substr(1, peer.find(']') - 1);
+    }
+    return peer.substr(0, peer.rfind(':'));
+}
+
+proto::AuthFailReason fail_reason(admin::AuthCode c) {
+    switch (c) {
+        case admin::AuthCode::kRateLimited: return proto::AuthFailReason::kRateLimited;
+        case admin::AuthCode::kDnsMismatch:
+        case admin::AuthCode::kDnsError: return proto::AuthFailReason::kDnsMismatch;
+        case admin::AuthCode::kUnavailable: return proto::AuthFailReason::kUnavailable;
+        default: return proto::AuthFailReason::kBadCredentials;
+    }
+}
+
+}  // namespace
+
+struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelEvents {
+    asio::io_context& io;
+    GatewayConfig cfg;
+    core::Logger log;
+    core::MetricsRegistry registry_metrics;
+    Metrics metrics{registry_metrics};
+    std::unique_ptr<registry::Registry> reg;
+    std::unique_ptr<registry::AsyncRegistry> async_reg;
+    std::unique_ptr<admin::AsioResolver> resolver;
+    std::unique_ptr<admin::AuthValidator> validator;
+    std::unique_ptr<admin::AdminApi> admin;
+    TunnelPool pool{io};
+    std::unique_ptr<Pages> pages;
+    std::unique_ptr<FrontDoor> front;
+    std::unique_ptr<net::DtlsServer> dtls;
+    std::unique_ptr<net::TlsServer> tls_server;
+    std::string cert_path;
+    std::uint16_t http_port = 0, https_port = 0, dtls_port = 0, tunnel_port = 0;
+
+    Impl(asio::io_context& io_, GatewayConfig c, core::Logger l)
+        : io(io_), cfg(std::move(c)), log(std::move(l)) {}
+
+    void start() {
+        registry::RegistryConfig rc;
+        rc.dsn = cfg.db_dsn;  // empty: SQLite file in the working directory
+        rc.max_open_conns = cfg.db_max_conns;
+        reg = registry::open_registry(rc);
+        pages = std::make_unique<Pages>(cfg.error_pages_dir, cfg.error_assets_dir,
+                                        cfg.control_domain);
+        async_reg = std::make_unique<registry::AsyncRegistry>(*reg, registry::AsyncRegistryOptions{});
+        admin::AuthOptions ao;
+        for (const auto& s : cfg.expect_ips) {
+            if (auto ip = admin::parse_ip(s)) {
+                ao.expect_ips.push_back(*ip);
+            } else {
+                throw std::runtime_error("HOP_ACME_EXPECT_IPS: \"" + s + "\" is not an IP address");
+            }
+        }
+        if (!ao.expect_ips.empty()) {
+            resolver = std::make_unique<admin::AsioResolver>(io.get_executor());
+        }
+        validator = std::make_unique<admin::AuthValidator>(*async_reg, resolver.get(), ao);
+        admin::AdminOptions adm;
+        adm.api_key = cfg.admin_key;
+        if (!cfg.admin_allow_cidrs.empty()) {
+            adm.allow = admin::CidrList::parse(cfg.admin_allow_cidrs);
+        }
+        admin = std::make_unique<admin::AdminApi>(*reg, &pool, adm);
+        if (!admin->enabled()) {
+            log.warn("HOP_ADMIN_API_KEY is empty: the admin API is disabled");
+        }
+
+        auto store = std::make_shared<tls::CertStore>();
+        store->set_default(load_certificate());
+        auto https_ctx = tls::make_server_context(store, tls::Protocol::kTls, {"http/1.1"});
+        auto tunnel_ctx = tls::make_server_context(store, tls::Protocol::kTls);
+        auto dtls_ctx = tls::make_server_context(store, tls::Protocol::kDtls);
+
+        FrontDoorOptions fo;
+        fo.control_domain = cfg.control_domain;
+        fo.proxy_timeout = cfg.proxy_timeout;
+        fo.hsts = cfg.hsts;
+        std::weak_ptr<Impl> weak = shared_from_this();
+        front = std::make_unique<FrontDoor>(
+            io, pool, fo,
+            [weak](ControlRequest req, const std::string& ip,
+                   std::function<void(ControlResponse)> reply) {
+                if (auto self = weak.lock()) {
+                    self->control(std::move(req), ip, std::move(reply));
+                }
+            },
+            [weak](int status, const std::string& host, const std::string& rid) {
+                auto self = weak.lock();
+                return self ? self->pages->error(status, host, rid) : ControlResponse{};
+            },
+            &metrics);
+        const auto https_ep = endpoint_of<asio::ip::tcp::endpoint>(cfg.https_listen,
+                                                                    "HOP_SERVER_HTTPS_LISTEN");
+        https_port = front->listen_https(https_ep, https_ctx).port();
+        http_port = front
+                        ->listen_http(endpoint_of<asio::ip::tcp::endpoint>(
+                                          cfg.http_listen, "HOP_SERVER_HTTP_LISTEN"),
+                                      https_port)
+                        .port();
+
+        net::TransportOptions to;
+        auto on_tunnel = [weak](const std::shared_ptr<net::Tunnel>& t) {
+            if (auto self = weak.lock()) {
+                t->set_events(self.get());
+            }
+        };
+        dtls = std::make_unique<net::DtlsServer>(
+            io, endpoint_of<asio::ip::udp::endpoint>(cfg.dtls_listen, "HOP_SERVER_DTLS_LISTEN"),
+            dtls_ctx, to, on_tunnel);
+        tls_server = std::make_unique<net::TlsServer>(
+            io,
+            endpoint_of<asio::ip::tcp::endpoint>(cfg.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN"),
+            tunnel_ctx, to, on_tunnel);
+        dtls->start();
+        tls_server->start();
+        dtls_port = dtls->local_endpoint().port();
+        tunnel_port = tls_server->local_endpoint().port();
+        log.info("hopgate-server listening",
+                 {{"https", https_port}, {"http", http_port}, {"dtls", dtls_port},
+                  {"tunnel_tls", tunnel_port}, {"control_domain", cfg.control_domain},
+                  {"certificate", cert_path}});
+    }
+
+    std::shared_ptr<const tls::CertifiedKey> load_certificate() {
+        std::string why;
+        if (!cfg.cert_file.empty()) {
+            auto ck = tls::CertifiedKey::from_files(cfg.cert_file, cfg.key_file, &why);
+            if (!ck) {
+                throw std::runtime_error("certificate " + cfg.cert_file + ": " + why);
+            }
+            cert_path = cfg.cert_file;
+            return *ck;
+        }
+        std::vector<std::string> names = {cfg.control_domain};
+        for (const auto& d : cfg.proxy_domains) {
+            names.push_back(d);
+        }
+        for (const char* n : {"localhost", "127.0.0.1", "::1"}) {
+            if (std::find(names.begin(), names.end(), n) == names.end()) {
+                names.push_back(n);
+            }
+        }
+        auto pem = tls::generate_self_signed(names);
+        const auto dir = std::filesystem::absolute(cfg.cert_dir);
+        cert_path = (dir / "hopgate-selfsigned.crt").string();
+        const std::string key_path = (dir / "hopgate-selfsigned.key").string();
+        std::ofstream(cert_path) << pem.cert_pem;
+        {
+            std::ofstream k(key_path);
+            k << pem.key_pem;
+        }
+        ::chmod(key_path.c_str(), 0600);
+        log.warn("no certificate configured: using a self-signed one (clients need --ca-file)",
+                 {{"path", cert_path}});
+        auto ck = tls::CertifiedKey::from_pem(pem.cert_pem, pem.key_pem, &why);
+        if (!ck) {
+            throw std::runtime_error("self-signed certificate: " + why);
+        }
+        return *ck;
+    }
+
+    // ---- tunnels
+    void on_tunnel_event(net::Tunnel& t, proto::Event& ev) override {
+        switch (ev.type) {
+            case proto::EventType::kAuthRequest: authenticate(t, ev.auth); break;
+            case proto::EventType::kStreamOpened:
+                // Clients do not open streams (yet): refuse politely.
+                (void)t.conn().stream_stop_sending(ev.stream, 0x106);
+                (void)t.conn().stream_reset(ev.stream, 0x106);
+                break;
+            case proto::EventType::kConnectionClosed:
+                pool.remove(&t);
+                front->on_tunnel_closed(t);
+                metrics.set_tunnels(pool.size(net::TransportKind::kDtls),
+                                    pool.size(net::TransportKind::kTls));
+                log.info("tunnel closed", {{"peer", t.peer()}, {"code", ev.code},
+                                           {"reason", ev.reason},
+                                           {"transport", net::transport_name(t.kind())}});
+                break;
+            default: front->on_stream_event(t, ev); break;
+        }
+    }
+
+    void authenticate(net::Tunnel& t, const proto::AuthInfo& info) {
+        auto src = admin::parse_ip(ip_of(t.peer())).value_or(admin::IpAddr{});
+        std::weak_ptr<net::Tunnel> weak = t.shared_from_this();
+        std::weak_ptr<Impl> self_weak = shared_from_this();
+        validator->check(src, info.domain, info.api_key, io.get_executor(),
+                         [weak, self_weak](admin::AuthResult r) {
+                             auto tun = weak.lock();
+                             auto self = self_weak.lock();
+                             if (!tun || !self || !tun->has_conn()) {
+                                 return;
+                             }
+                             const bool ok = r.code == admin::AuthCode::kAccepted;
+                             if (ok) {
+                                 tun->conn().accept_auth();
+                                 self->pool.add(r.domain, tun);
+                             } else {
+                                 tun->conn().reject_auth(fail_reason(r.code), r.message);
+                             }
+                             self->metrics.handshake(ok ? "ok" : "rejected", tun->kind());
+                             self->metrics.set_tunnels(self->pool.size(net::TransportKind::kDtls),
+                                                       self->pool.size(net::TransportKind::kTls));
+                             self->log.info(ok ? "tunnel authenticated" : "tunnel rejected",
+                                            {{"peer", tun->peer()}, {"domain", r.domain},
+                                             {"reason", r.message},
+                                             {"transport", net::transport_name(tun->kind())}});
+                             tun->flush();
+                         });
+    }
+
+    // ---- control domain
+    void control(ControlRequest req, const std::string& ip,
+                 std::function<void(ControlResponse)> reply) {
+        const std::string target(req.target());
+        if (admin::AdminApi::is_admin_target(target)) {
+            admin::Request ar;
+            ar.method = std::string(req.method_string());
+            ar.target = target;
+            ar.authorization = std::string(req[http::field::authorization]);
+            ar.content_type = std::string(req[http::field::content_type]);
+            ar.body = std::move(req.body());
+            ar.remote = admin::parse_ip(ip);
+            auto* api = admin.get();
+            async_reg->async_call(
+                io.get_executor(),
+                [api, ar = std::move(ar)](registry::Registry&) {
+                    return core::Result<admin::Response>(api->handle(ar));
+                },
+                [reply = std::move(reply)](core::Result<admin::Response> rr) {
+                    admin::Response r;
+                    if (rr) {
+                        r = std::move(*rr);
+                    } else {
+                        // The worker pool is saturated: the database is the bottleneck.
+                        r.status = 503;
+                        r.headers.push_back({"Retry-After", "5"});
+                        r.body = R"({"success":false,"error":"registry overloaded, retry later"})";
+                    }
+                    ControlResponse res{static_cast<http::status>(r.status), 11};
+                    res.set(http::field::content_type, r.content_type);
+                    for (const auto& [k, v] : r.headers) {
+                        res.set(k, v);
+                    }
+                    res.body() = std::move(r.body);
+                    reply(std::move(res));
+                });
+            return;
+        }
+        if (target == "/metrics") {
+            ControlResponse res{http::status::ok, 11};
+            res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            res.body() = registry_metrics.render();
+            reply(std::move(res));
+            return;
+        }
+        if (target.rfind("/__hopgate_assets__/", 0) == 0) {
+            reply(pages->asset(target));
+            return;
+        }
+        if (target == "/") {
+            reply(pages->status(pool.size(), pool.domains()));
+            return;
+        }
+        reply(pages->error(404, cfg.control_domain, ""));
+    }
+
+    void shutdown(std::chrono::seconds drain, std::function<void()> done) {
+        front->stop();
+        dtls->stop();
+        tls_server->stop();
+        pool.close_all();
+        auto timer = std::make_shared<asio::steady_timer>(io, drain);
+        timer->async_wait([timer, done](const boost::system::error_code&) { done(); });
+        (void)drain;
+    }
+};
+
+Gateway::Gateway(asio::io_context& io, GatewayConfig cfg, core::Logger log)
+    : impl_(std::make_shared<Impl>(io, std::move(cfg), std::move(log))) {
+    impl_->start();
+}
+
+Gateway::~Gateway() = default;
+
+std::uint16_t Gateway::http_port() const { return impl_->http_port; }
+std::uint16_t Gateway::https_port() const { return impl_->https_port; }
+std::uint16_t Gateway::dtls_port() const { return impl_->dtls_port; }
+std::uint16_t Gateway::tunnel_port() const { return impl_->tunnel_port; }
+const std::string& Gateway::certificate_path() const { return impl_->cert_path; }
+std::size_t Gateway::tunnels() const { return impl_->pool.size(); }
+
+void Gateway::shutdown(std::chrono::seconds drain, std::function<void()> done) {
+    impl_->shutdown(drain, std::move(done));
+}
+
+}  // namespace hopgate::server

@@ -1,0 +1,58 @@
+#include "server/metrics.hpp"
+
+namespace hopgate::server {
+
+Metrics::Metrics(core::MetricsRegistry& r)
+    : registry(r),
+      http_requests(r.counter("hopgate_http_requests_total", "HTTP requests served, by method and status",
+                              {"method", "status"}, 1000)),
+      http_duration(r.histogram("hopgate_http_request_duration_seconds",
+                                "Time from request head to the end of the response",
+                                core::default_buckets())),
+      proxy_errors(r.counter("hopgate_proxy_errors_total", "Error pages served instead of an upstream answer, by type",
+                             {"type"})),
+      handshakes(r.counter("hopgate_tunnel_handshakes_total", "Tunnel authentications, by result and transport",
+                           {"result", "transport"})),
+      tunnels_active(r.gauge("hopgate_tunnels_active", "Authenticated tunnels, by transport",
+                             {"transport"})),
+      tunnel_bytes(r.counter("hopgate_tunnel_bytes_total", "Tunnel bytes, by direction", {"direction"})),
+      retransmitted_bytes(r.counter("hopgate_tunnel_retransmitted_bytes_total",
+                                    "Stream bytes sent again after loss").get()),
+      tunnel_srtt(r.double_gauge("hopgate_tunnel_smoothed_rtt_seconds",
+                                 "Smoothed RTT of the most recently sampled tunnel", {"transport"})) {}
+
+void Metrics::request(const std::string& method, unsigned status,
+                      std::chrono::steady_clock::duration took) {
+    // Methods are bounded to the standard ones so hostile methods cannot grow the label set.
+    static const char* known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
+                                  "CONNECT", "TRACE"};
+    std::string_view m = "OTHER";
+    for (const char* k : known) {
+        if (method == k) {
+            m = k;
+        }
+    }
+    http_requests.with({m, std::to_string(status)}).inc();
+    http_duration.get().observe(std::chrono::duration<double>(took).count());
+}
+
+void Metrics::proxy_error(int status) {
+    const char* type = status == 404   ? "unknown_host"
+                       : status == 502 ? "bad_gateway"
+                       : status == 504 ? "timeout"
+                       : status == 525 ? "tunnel_failure"
+                       : status == 400 ? "bad_request"
+                                       : "other";
+    proxy_errors.with({type}).inc();
+}
+
+void Metrics::handshake(const char* result, net::TransportKind kind) {
+    handshakes.with({result, net::transport_name(kind)}).inc();
+}
+
+void Metrics::set_tunnels(std::size_t dtls, std::size_t tls) {
+    tunnels_active.with({"dtls"}).set(static_cast<std::int64_t>(dtls));
+    tunnels_active.with({"tls"}).set(static_cast<std::int64_t>(tls));
+}
+
+}  // namespace hopgate::server

@@ -1,0 +1,35 @@
+// Every metric of the gateway, declared in one place (Prometheus names per STYLE.md).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "core/metrics.hpp"
+#include "net/tunnel.hpp"
+
+namespace hopgate::server {
+
+struct Metrics {
+    explicit Metrics(core::MetricsRegistry& r);
+
+    // A proxied or control-domain request finished.
+    void request(const std::string& method, unsigned status,
+                 std::chrono::steady_clock::duration took);
+    // An error page was served instead of an upstream answer.
+    void proxy_error(int status);
+    void handshake(const char* result, net::TransportKind kind);
+    // Updates gauges from connection statistics (called periodically and on scrape).
+    void set_tunnels(std::size_t dtls, std::size_t tls);
+
+    core::MetricsRegistry& registry;
+    core::Family<core::Counter>& http_requests;
+    core::Family<core::Histogram>& http_duration;
+    core::Family<core::Counter>& proxy_errors;
+    core::Family<core::Counter>& handshakes;
+    core::Family<core::Gauge>& tunnels_active;
+    core::Family<core::Counter>& tunnel_bytes;
+    core::Counter& retransmitted_bytes;
+    core::Family<core::DoubleGauge>& tunnel_srtt;
+};
+
+}  // namespace hopgate::server

@@ -1,0 +1,54 @@
+#include "server/request_head.hpp"
+
+#include "http/authority.hpp"
+#include "http/forwarding.hpp"
+
+namespace hopgate::server {
+
+namespace http = boost::beast::http;
+
+std::optional<std::string> route_host_value(std::string_view host, std::string_view target) {
+    // Absolute-form targets carry the authority themselves (RFC 9112 §3.2.2).
+    for (std::string_view scheme : {"http://", "https://"}) {
+        if (target.size() > scheme.size() && hopgate::http::iequals(target.substr(0, scheme.size()), scheme)) {
+            const std::string_view rest = target.substr(scheme.size());
+            host = rest.substr(0, rest.find_first_of("/?#"));
+        }
+    }
+    auto a = hopgate::http::parse_authority(host);
+    if (!a) {
+        return std::nullopt;
+    }
+    return hopgate::http::route_key(*a);
+}
+
+proto::StreamMeta request_head(const http::request<http::buffer_body>& req,
+                               const std::string& remote_ip, const std::string& /*host*/,
+                               const std::string& request_id) {
+    proto::StreamMeta m;
+    const bool upgrade = hopgate::http::is_upgrade(req.base());
+    m.kind = upgrade ? proto::StreamKind::kUpgrade : proto::StreamKind::kHttp;
+    m.head = proto::HeadType::kRequest;
+    m.method = std::string(req.method_string());
+    m.target = std::string(req.target());
+    m.request_id = request_id;
+    m.headers = hopgate::http::from_beast(req.base());
+    hopgate::http::remove_hop_by_hop(m.headers, upgrade);
+    hopgate::http::rewrite_request_headers(m.headers, {remote_ip, "https", request_id});
+    return m;
+}
+
+void fill_response_headers(http::response<http::buffer_body>& res, const proto::StreamMeta& head,
+                           const std::string& hsts) {
+    auto headers = head.headers;
+    hopgate::http::ResponseForwarding fwd;
+    if (!hsts.empty()) {
+        fwd.hsts = hsts;
+    }
+    fwd.upgrade = head.status == 101;
+    hopgate::http::remove_hop_by_hop(headers, fwd.upgrade);
+    hopgate::http::rewrite_response_headers(headers, fwd);
+    hopgate::http::to_beast(headers, res.base());
+}
+
+}  // namespace hopgate::server

@@ -1,0 +1,110 @@
+#include "server/tunnel_pool.hpp"
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+
+namespace hopgate::server {
+
+void TunnelPool::add(const std::string& domain, const std::shared_ptr<net::Tunnel>& t) {
+    auto& list = by_domain_[domain];
+    prune(list);
+    list.push_back(t);
+}
+
+void TunnelPool::remove(const net::Tunnel* t) {
+    for (auto it = by_domain_.begin(); it != by_domain_.end();) {
+        auto& list = it->second;
+        list.erase(std::remove_if(list.begin(), list.end(),
+                                  [t](const std::weak_ptr<net::Tunnel>& w) {
+                                      auto s = w.lock();
+                                      return !s || s.get() == t;
+                                  }),
+                   list.end());
+        // An emptied domain stays known (502 "no client connected" rather than 404) until it
+        // is unregistered; entries exist only for domains that authenticated a tunnel.
+        ++it;
+    }
+}
+
+void TunnelPool::prune(std::vector<std::weak_ptr<net::Tunnel>>& list) {
+    list.erase(std::remove_if(list.begin(), list.end(),
+                              [](const std::weak_ptr<net::Tunnel>& w) {
+                                  auto s = w.lock();
+                                  return !s || s->closed() || !s->has_conn() ||
+                                         s->conn().is_closing();
+                              }),
+               list.end());
+}
+
+std::shared_ptr<net::Tunnel> TunnelPool::pick(const std::string& domain) {
+    auto it = by_domain_.find(domain);
+    if (it == by_domain_.end()) {
+        return nullptr;
+    }
+    prune(it->second);
+    std::shared_ptr<net::Tunnel> best;
+    for (auto& w : it->second) {
+        auto t = w.lock();
+        if (t && (!best || t->conn().open_streams() < best->conn().open_streams())) {
+            best = t;
+        }
+    }
+    return best;
+}
+
+bool TunnelPool::known(const std::string& domain) const { return by_domain_.count(domain) > 0; }
+
+void TunnelPool::disconnect_domain(std::string_view domain) {
+    boost::asio::post(io_, [this, d = std::string(domain)] {
+        auto it = by_domain_.find(d);
+        if (it == by_domain_.end()) {
+            return;
+        }
+        auto list = std::move(it->second);
+        by_domain_.erase(it);
+        for (auto& w : list) {
+            if (auto t = w.lock()) {
+                if (t->has_conn() && !t->conn().is_closing()) {
+                    t->conn().close(proto::WireError::kAuthFailed,
+                                    "domain unregistered or key rotated");
+                    t->flush();
+                }
+            }
+        }
+    });
+}
+
+void TunnelPool::close_all() {
+    auto all = std::move(by_domain_);
+    by_domain_.clear();
+    for (auto& [d, list] : all) {
+        for (auto& w : list) {
+            if (auto t = w.lock()) {
+                t->abort();
+            }
+        }
+    }
+}
+
+std::size_t TunnelPool::size() const {
+    std::size_t n = 0;
+    for (const auto& [d, list] : by_domain_) {
+        for (const auto& w : list) {
+            n += w.expired() ? 0 : 1;
+        }
+    }
+    return n;
+}
+
+std::size_t TunnelPool::size(net::TransportKind kind) const {
+    std::size_t n = 0;
+    for (const auto& [d, list] : by_domain_) {
+        for (const auto& w : list) {
+            auto t = w.lock();
+            n += t && t->kind() == kind ? 1 : 0;
+        }
+    }
+    return n;
+}
+
+}  // namespace hopgate::server

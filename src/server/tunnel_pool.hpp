@@ -1,0 +1,45 @@
+// The live tunnels of every domain. Picks the tunnel with the fewest open streams for a new
+// request (several clients may serve one domain) and forgets a tunnel the moment it closes.
+// Implements admin::TunnelDirectory: unregistering or rotating a domain drops its tunnels.
+//
+// Threading: owned by the gateway's io_context thread; disconnect_domain() may be called from
+// any thread (the admin API runs on the registry worker pool) and is posted to that thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "admin/api.hpp"
+#include "net/tunnel.hpp"
+
+namespace hopgate::server {
+
+class TunnelPool final : public admin::TunnelDirectory {
+public:
+    explicit TunnelPool(boost::asio::io_context& io) : io_(io) {}
+
+    void add(const std::string& domain, const std::shared_ptr<net::Tunnel>& t);
+    void remove(const net::Tunnel* t);
+    // The least-loaded live tunnel of `domain`, or null.
+    std::shared_ptr<net::Tunnel> pick(const std::string& domain);
+    // True if the domain had a tunnel since start-up and was not unregistered since.
+    bool known(const std::string& domain) const;
+    void disconnect_domain(std::string_view domain) override;
+    // Closes every tunnel (shutdown).
+    void close_all();
+
+    std::size_t size() const;
+    std::size_t size(net::TransportKind kind) const;
+    std::size_t domains() const { return by_domain_.size(); }  // known domains
+
+private:
+    void prune(std::vector<std::weak_ptr<net::Tunnel>>& list);
+
+    boost::asio::io_context& io_;
+    std::map<std::string, std::vector<std::weak_ptr<net::Tunnel>>, std::less<>> by_domain_;
+};
+
+}  // namespace hopgate::server

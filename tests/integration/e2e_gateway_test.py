@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""End-to-end: the real hopgate-server and hopgate-client binaries on loopback with a local HTTP
+service, over each tunnel transport. Usage: e2e_gateway_test.py <bin-dir> <dtls|tls>.
+Every wait is bounded; the script exits non-zero on the first failed check."""
+import hashlib, http.client, http.server, json, os, socket, ssl, subprocess, sys, tempfile
+import threading, time
+
+BIN, TRANSPORT = sys.argv[1], sys.argv[2]
+ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
+DOMAIN = "app.example.com"
+BIG = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(8 << 20))
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+class Local(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        if self.path == "/hello":
+            body = b"hello through the tunnel"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Seen-Host", self.headers.get("Host", ""))
+            self.send_header("X-Seen-XFF", self.headers.get("X-Forwarded-For", ""))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/big":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BIG)))
+            self.end_headers()
+            self.wfile.write(BIG)
+        elif self.path == "/sse":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(5):
+                data = f"data: event {i}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+                time.sleep(0.2)
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/slow":
+            time.sleep(4)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        h = hashlib.sha256()
+        left = n
+        while left:
+            chunk = self.rfile.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+        body = json.dumps({"len": n - left, "sha256": h.hexdigest()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+local = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Local)
+threading.Thread(target=local.serve_forever, daemon=True).start()
+work = tempfile.mkdtemp(prefix="hopgate-e2e-")
+procs = []
+
+
+def start(args, **kw):
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(os.path.join(work, os.path.basename(args[0]) + ".log"), "ab"), cwd=work, **kw)
+    procs.append(p)
+    return p
+
+
+def cleanup():
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+
+
+try:
+    server = start([f"{BIN}/hopgate-server", "--http-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0",
+                    "--dtls-listen", "127.0.0.1:0", "--tunnel-listen", "127.0.0.1:0", "--proxy-timeout", "2",
+                    "--admin-api-key", ADMIN_KEY, "--db-dsn", f"sqlite://{work}/hg.db", "--cert-dir", work])
+    ports = json.loads(server.stdout.readline())
+    ctx = ssl.create_default_context(cafile=ports["certificate"])
+    ctx.check_hostname = False
+
+    def request(method, path, host, body=None, headers=None, timeout=30):
+        c = http.client.HTTPSConnection("127.0.0.1", ports["https"], context=ctx, timeout=timeout)
+        h = {"Host": host}
+        h.update(headers or {})
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+    def admin(method, path, payload=None, token=ADMIN_KEY):
+        hdr = {"Content-Type": "application/json"}
+        if token:
+            hdr["Authorization"] = "Bearer " + token
+        r, d = request(method, path, "localhost", json.dumps(payload) if payload is not None else None, hdr)
+        return r.status, (json.loads(d) if d else {})
+
+    st, reg = admin("POST", "/api/v1/admin/domains/register", {"domain": DOMAIN, "memo": "e2e"})
+    check(st == 201 and len(reg.get("client_api_key", "")) == 64, "admin register -> 201 with a 64-hex key")
+    check(admin("POST", "/api/v1/admin/domains/register", {"domain": DOMAIN, "memo": "x"})[0] == 409, "duplicate register -> 409")
+    check(admin("GET", "/api/v1/admin/domains", token=None)[0] == 401, "admin without token -> 401")
+    key = reg.get("client_api_key", "")
+
+    def start_client(k):
+        return start([f"{BIN}/hopgate-client", "--server-addr", f"127.0.0.1:{ports['dtls']}",
+                      "--server-tls-port", str(ports["tunnel"]), "--server-name", "localhost",
+                      "--domain", DOMAIN, "--api-key", k, "--transport", TRANSPORT,
+                      "--local-target", f"127.0.0.1:{local.server_address[1]}", "--ca-file", ports["certificate"]])
+
+    def wait_status(path, want, seconds=15):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            try:
+                r, _ = request("GET", path, DOMAIN, timeout=5)
+                if r.status == want:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.2)
+        return False
+
+    check(request("GET", "/hello", "nobody.example.com")[0].status == 404, "unknown host -> 404 page")
+    check(request("GET", "/hello", DOMAIN)[0].status in (502, 404), "registered domain without a tunnel -> error page")
+
+    bad = start_client("0" * 64)
+    time.sleep(1.5)
+    check(request("GET", "/hello", DOMAIN)[0].status != 200, "a client with a wrong key serves nothing")
+    bad.kill(); bad.wait()
+
+    client = start_client(key)
+    check(wait_status("/hello", 200), f"tunnel up over {TRANSPORT}: GET /hello -> 200")
+    r, d = request("GET", "/hello", DOMAIN + ":8443", headers={"X-Forwarded-For": "10.9.9.9"})
+    check(d == b"hello through the tunnel", "body intact")
+    check(r.getheader("X-Seen-Host") == DOMAIN + ":8443", "original Host kept for the local service")
+    check(r.getheader("X-Seen-XFF") == "10.9.9.9, 127.0.0.1", "X-Forwarded-For appended")
+    check(r.getheader("X-Content-Type-Options") == "nosniff", "security headers added")
+    r, d = request("GET", "/big", DOMAIN)
+    check(r.status == 200 and hashlib.sha256(d).digest() == hashlib.sha256(BIG).digest(), "8 MiB download intact")
+    up = os.urandom(4 << 20)
+    r, d = request("POST", "/echo", DOMAIN, body=up)
+    check(r.status == 200 and json.loads(d)["sha256"] == hashlib.sha256(up).hexdigest(), "4 MiB upload intact")
+
+    # SSE: events must arrive one by one, not all at the end.
+    c = http.client.HTTPSConnection("127.0.0.1", ports["https"], context=ctx, timeout=10)
+    c.request("GET", "/sse", headers={"Host": DOMAIN})
+    r = c.getresponse()
+    stamps = []
+    while True:
+        line = r.fp.readline()
+        if not line:
+            break
+        if line.startswith(b"data:"):
+            stamps.append(time.time())
+        if len(stamps) == 5:
+            break
+    c.close()
+    check(len(stamps) == 5 and stamps[-1] - stamps[0] > 0.5, "SSE events flushed as produced")
+
+    t0 = time.time()
+    r, _ = request("GET", "/slow", DOMAIN)
+    check(r.status == 504 and time.time() - t0 < 4, "no response head within the proxy timeout -> 504")
+
+    # Kill -9 the client mid-download: the visitor gets an error or a closed stream quickly.
+    c = http.client.HTTPSConnection("127.0.0.1", ports["https"], context=ctx, timeout=10)
+    c.request("GET", "/big", headers={"Host": DOMAIN})
+    r = c.getresponse()
+    r.read(1 << 16)
+    client.kill(); client.wait()
+    t0 = time.time()
+    try:
+        rest = r.read()
+        complete = 65536 + len(rest) == len(BIG)
+    except Exception:
+        complete = False
+    c.close()
+    released = time.time() - t0
+    check(released < 6, f"visitor of a dying tunnel is released within seconds ({released:.1f} s)")
+    check(wait_status("/hello", 502, 10), "tunnel gone -> 502 page")
+    client = start_client(key)
+    check(wait_status("/hello", 200, 20), "restarted client serves again")
+
+    st, _ = admin("POST", "/api/v1/admin/domains/unregister", {"domain": DOMAIN, "client_api_key": key})
+    check(st == 200, "unregister -> 200")
+    check(wait_status("/hello", 404, 10), "unregistering drops the tunnel: unknown host again")
+
+    c = http.client.HTTPConnection("127.0.0.1", ports["http"], timeout=5)
+    c.request("GET", "/x", headers={"Host": DOMAIN})
+    r = c.getresponse()
+    check(r.status == 308 and r.getheader("Location", "").startswith("https://" + DOMAIN), "HTTP -> 308 to HTTPS")
+    r, d = request("GET", "/metrics", "localhost")
+    check(b"hopgate_http_requests_total" in d and b"hopgate_tunnel_handshakes_total" in d, "/metrics exposes counters")
+    server.send_signal(15)
+    check(server.wait(timeout=15) == 0, "server exits 0 on SIGTERM")
+finally:
+    cleanup()
+    local.shutdown()
+
+print(f"{len(failures)} failed" if failures else "all checks passed")
+if failures:
+    for p in os.listdir(work):
+        if p.endswith(".log"):
+            print(f"--- {p}\n" + open(os.path.join(work, p)).read()[-3000:])
+sys.exit(1 if failures else 0)
