@@ -5,7 +5,7 @@ BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
 CMAKE_GEN  := -G Ninja
 
-.PHONY: all deps build test test-asan fuzz fuzz-smoke bench demo format clean
+.PHONY: all deps build test test-asan fuzz fuzz-smoke bench demo demo-sim format clean
 
 all: build
 
@@ -46,9 +46,13 @@ fuzz-smoke: fuzz
 bench: deps build
 	scripts/bench.sh $(BUILD)
 
-# For now the demo runs the tunnel core on the simulated network (the gateway comes later).
+# The real gateway on this machine: server, client, a local service; prints the curl command.
 demo: deps build
 	scripts/demo.sh $(BUILD)
+
+# The tunnel core on the deterministic simulated network under loss, delay and reordering.
+demo-sim: deps build
+	scripts/demo-sim.sh $(BUILD)
 
 format:
 	find src tests apps bench fuzz -name '*.[ch]pp' | xargs clang-format -i

@@ -1,31 +1,76 @@
 #!/usr/bin/env bash
-# `make demo` (for now): runs the tunnel protocol core on the deterministic simulated network and
-# prints what it achieves under bad network conditions. The real gateway demo (server + client +
-# local service) replaces this once the transports and the HTTPS front door exist.
+# `make demo`: the real gateway on embedded defaults, on this machine: hopgate-server (self-signed
+# certificate, SQLite), a small local web service, hopgate-client, and a demo domain registered
+# through the admin API. Prints the curl command that fetches the page through the tunnel.
+# Ctrl-C stops everything. `make demo-sim` shows the tunnel core on the simulated network.
 set -euo pipefail
-build=${1:-build}
-sim="$build/bin/hopgate-sim"
-[ -x "$sim" ] || { echo "demo: $sim not built (run make build)" >&2; exit 1; }
-
-run() {
-  local title=$1; shift
-  local out
-  out=$("$sim" "$@") || { echo "FAILED: $title: $out"; exit 1; }
-  python3 - "$title" "$out" <<'PY'
-import json, sys
-title, r = sys.argv[1], json.loads(sys.argv[2])
-print(f"  {title:<58} {r['goodput_mbit']:8.1f} Mbit/s  {r['sim_seconds']:7.2f} s  "
-      f"retx {r['retransmitted_bytes']/1048576:6.2f} MiB  intact={'yes' if r['ok'] else 'NO'}")
-PY
+build=$(cd "${1:-build}" && pwd)
+bin="$build/bin"
+work=$(mktemp -d "${TMPDIR:-/tmp}/hopgate-demo.XXXXXX")
+HTTPS_PORT=${HOPGATE_DEMO_HTTPS_PORT:-8443}
+HTTP_PORT=${HOPGATE_DEMO_HTTP_PORT:-8080}
+DTLS_PORT=${HOPGATE_DEMO_DTLS_PORT:-8443}
+TLS_PORT=${HOPGATE_DEMO_TLS_PORT:-7443}
+LOCAL_PORT=${HOPGATE_DEMO_LOCAL_PORT:-18080}
+DOMAIN=demo.hopgate.localhost
+ADMIN_KEY=demo-admin-key-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "demo stopped (logs were in $work)"
 }
+trap cleanup EXIT INT TERM
 
-echo "HopGate tunnel core on a simulated 100 Mbit/s path (every byte pattern-checked):"
-run "clean, 20 ms RTT, 64 MiB, BBR"                       --rtt-ms 20 --bytes 64m --no-echo
-run "1 % loss, 20 ms RTT, 64 MiB, BBR (default)"          --rtt-ms 20 --loss 1 --bytes 64m --no-echo
-run "1 % loss, 20 ms RTT, 16 MiB, CUBIC (loss-based)"     --rtt-ms 20 --loss 1 --bytes 16m --no-echo --cc cubic
-run "5 % loss + reordering, 50 ms RTT, 64 streams x 1 MiB each way" \
-                                                          --rtt-ms 50 --loss 5 --jitter-ms 5 --streams 64 --bytes 1m
-run "PMTU discovery on a 1400-byte path, 16 MiB"          --mtu 1400 --bytes 16m --no-echo
-run "TLS/TCP-style stream mode, 16 MiB each way"          --mode stream --bytes 16m
+mkdir -p "$work/site"
+cat > "$work/site/index.html" <<HTML
+<!doctype html><meta charset="utf-8"><title>HopGate demo</title>
+<h1>Hello from a private service</h1>
+<p>This page is served by a local web server on 127.0.0.1:$LOCAL_PORT and reached you through
+hopgate-server and a DTLS tunnel to hopgate-client.</p>
+HTML
+python3 -m http.server "$LOCAL_PORT" --bind 127.0.0.1 --directory "$work/site" > "$work/local.log" 2>&1 &
+pids+=($!)
+
+( cd "$work" && exec "$bin/hopgate-server" --http-listen "127.0.0.1:$HTTP_PORT" \
+    --https-listen "127.0.0.1:$HTTPS_PORT" --dtls-listen "127.0.0.1:$DTLS_PORT" \
+    --tunnel-listen "127.0.0.1:$TLS_PORT" --admin-api-key "$ADMIN_KEY" --debug \
+    --proxy-domains "$DOMAIN" ) \
+    > "$work/server.out" 2> "$work/server.log" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/server.out" ] && break; sleep 0.1; done
+[ -s "$work/server.out" ] || { echo "demo: hopgate-server did not start:"; cat "$work/server.log"; exit 1; }
+cert="$work/hopgate-selfsigned.crt"
+
+reply=$(curl -sS --cacert "$cert" --resolve "localhost:$HTTPS_PORT:127.0.0.1" \
+  -H "Authorization: Bearer $ADMIN_KEY" -H 'Content-Type: application/json' \
+  -d "{\"domain\":\"$DOMAIN\",\"memo\":\"make demo\"}" \
+  "https://localhost:$HTTPS_PORT/api/v1/admin/domains/register" 2>&1) || true
+key=$(printf '%s' "$reply" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_api_key"])' 2>/dev/null) || {
+  echo "demo: registering $DOMAIN failed: $reply"; exit 1; }
+
+"$bin/hopgate-client" --server-addr "127.0.0.1:$DTLS_PORT" --server-tls-port "$TLS_PORT" \
+  --server-name localhost --ca-file "$cert" --domain "$DOMAIN" --api-key "$key" \
+  --local-target "127.0.0.1:$LOCAL_PORT" > "$work/client.out" 2> "$work/client.log" &
+pids+=($!)
+
+for _ in $(seq 50); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$cert" \
+    --resolve "$DOMAIN:$HTTPS_PORT:127.0.0.1" "https://$DOMAIN:$HTTPS_PORT/" || true)
+  [ "$code" = 200 ] && break
+  sleep 0.2
+done
 echo
-echo "Replay or vary any run: $sim --help"
+echo "HopGate demo is running (server, client and a local service on this machine)."
+echo "Fetch the private page through the tunnel:"
+echo
+echo "  curl --cacert $cert --resolve $DOMAIN:$HTTPS_PORT:127.0.0.1 https://$DOMAIN:$HTTPS_PORT/"
+echo
+curl -s --cacert "$cert" --resolve "$DOMAIN:$HTTPS_PORT:127.0.0.1" "https://$DOMAIN:$HTTPS_PORT/" | head -5
+echo
+echo "Admin API key for this run: $ADMIN_KEY   (logs: $work)"
+if [ -n "${HOPGATE_DEMO_ONESHOT:-}" ]; then
+  exit 0
+fi
+echo "Press Ctrl-C to stop."
+wait
