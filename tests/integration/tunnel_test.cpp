@@ -5,6 +5,7 @@
 
 #include <boost/asio/ip/udp.hpp>
 #include <cstdio>
+#include <cstdlib>
 
 #include "core/random.hpp"
 #include "tls/dtls_engine.hpp"
@@ -211,7 +212,11 @@ TEST(Tunnel, ClientHelloFloodCreatesNoState) {
     EXPECT_GE(st.cookies_sent, static_cast<std::uint64_t>(kHellos * 9 / 10));
     EXPECT_EQ(st.sessions, 0u);
     EXPECT_EQ(st.half_open, 0u);
-    EXPECT_LT(rss_kib() - rss_before, 4096);  // flat: no per-hello state
+    // Flat: no per-hello state. (Under ASan freed memory sits in quarantine, so RSS says nothing
+    // there; the session and half-open counts above still hold.)
+    if (std::getenv("HG_SANITIZED") == nullptr) {
+        EXPECT_LT(rss_kib() - rss_before, 4096);
+    }
     TransferApp client(false, s);
     std::string err;
     auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err);
