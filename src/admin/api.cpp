@@ -403,10 +403,10 @@ Response AdminApi::handle(const Request& req) const {
         if (!name) {
             return from_error(name.error(), retry);
         }
-        const auto notify = [&] {
+        const auto notify = [&](bool unregistered) {
             if (tunnels_ != nullptr) {
                 try {
-                    tunnels_->disconnect_domain(*name);
+                    tunnels_->disconnect_domain(*name, unregistered);
                 } catch (...) {
                     // The registry change stands; the hook must not turn it into an error.
                 }
@@ -436,7 +436,7 @@ Response AdminApi::handle(const Request& req) const {
             if (auto st = registry_.unregister_domain(*name, *key); !st) {
                 return from_error(st.error(), retry);
             }
-            notify();
+            notify(true);
             return ok(200, {{"domain", *name}});
         }
         // rotate
@@ -444,7 +444,7 @@ Response AdminApi::handle(const Request& req) const {
         if (!key) {
             return from_error(key.error(), retry);
         }
-        notify();
+        notify(false);
         return ok(200, {{"domain", *name}, {"client_api_key", *key}});
     } catch (const std::exception&) {
         return fail(500, "internal error");

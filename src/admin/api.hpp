@@ -59,7 +59,9 @@ struct Response {
 class TunnelDirectory {
   public:
     virtual ~TunnelDirectory() = default;
-    virtual void disconnect_domain(std::string_view domain) = 0;
+    // Drops the domain's live tunnels. `unregistered`: the domain is gone (visitors get 404 from
+    // now on); otherwise its key was rotated (clients must reconnect with the new key).
+    virtual void disconnect_domain(std::string_view domain, bool unregistered) = 0;
 };
 
 inline constexpr std::size_t kDefaultMaxBody = 64 * 1024;

@@ -592,7 +592,6 @@ public:
     }
 
     void start() {
-        self_ = shared_from_this();
         wait_read();
         flush();
     }
@@ -668,15 +667,15 @@ private:
         }
     }
 
+    // The pending read holds the tunnel alive while its socket is open (and is destroyed with
+    // the io_context, so nothing leaks); closing the socket ends it.
     void wait_read() {
-        std::weak_ptr<Tunnel> weak = shared_from_this();
-        sock_.async_wait(udp::socket::wait_read, [weak](const boost::system::error_code& ec) {
-            auto self = weak.lock();
-            if (!self || ec) {
-                return;
-            }
-            static_cast<ClientTunnel*>(self.get())->on_readable();
-        });
+        sock_.async_wait(udp::socket::wait_read,
+                         [self = shared_from_this()](const boost::system::error_code& ec) {
+                             if (!ec) {
+                                 static_cast<ClientTunnel*>(self.get())->on_readable();
+                             }
+                         });
     }
 
     void wait_write() {
@@ -802,7 +801,6 @@ private:
         dispatch_events();
         boost::system::error_code ec;
         sock_.close(ec);
-        asio::post(sock_.get_executor(), [keep = std::move(self_)] {});
     }
 
     udp::socket sock_;

@@ -56,7 +56,6 @@ public:
     std::function<void(const std::shared_ptr<Tunnel>&)> on_ready;
 
     void start() {
-        self_ = shared_from_this();
         do_read();
         flush();
     }
@@ -155,10 +154,8 @@ private:
                 boost::system::error_code ec;
                 sock_.shutdown(tcp::socket::shutdown_send, ec);
                 timer_.expires_after(std::chrono::seconds(2));
-                std::weak_ptr<Tunnel> weak = shared_from_this();
-                timer_.async_wait([weak](const boost::system::error_code& e) {
-                    auto self = weak.lock();
-                    if (self && !e) {
+                timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+                    if (!e) {
                         static_cast<TlsTunnel*>(self.get())->close_socket();
                     }
                 });
@@ -166,13 +163,9 @@ private:
             return;
         }
         writing_ = true;
-        std::weak_ptr<Tunnel> weak = shared_from_this();
         asio::async_write(sock_, asio::buffer(outq_.front()),
-                          [weak](const boost::system::error_code& ec, std::size_t) {
-                              auto self = weak.lock();
-                              if (!self) {
-                                  return;
-                              }
+                          [self = shared_from_this()](const boost::system::error_code& ec,
+                                                      std::size_t) {
                               auto* t = static_cast<TlsTunnel*>(self.get());
                               t->writing_ = false;
                               if (ec) {
@@ -190,14 +183,12 @@ private:
                           });
     }
 
+    // The pending read holds the tunnel alive while its socket is open (and is destroyed with
+    // the io_context, so nothing leaks); closing the socket ends it.
     void do_read() {
-        std::weak_ptr<Tunnel> weak = shared_from_this();
-        sock_.async_read_some(asio::buffer(rbuf_), [weak](const boost::system::error_code& ec,
-                                                          std::size_t n) {
-            auto self = weak.lock();
-            if (!self) {
-                return;
-            }
+        sock_.async_read_some(asio::buffer(rbuf_), [self = shared_from_this()](
+                                                       const boost::system::error_code& ec,
+                                                       std::size_t n) {
             auto* t = static_cast<TlsTunnel*>(self.get());
             if (t->sock_closed_) {
                 return;
@@ -317,8 +308,6 @@ private:
         timer_.cancel();
         boost::system::error_code ec;
         sock_.close(ec);
-        // Release ourselves last, from the executor, so no member is touched after.
-        asio::post(sock_.get_executor(), [keep = std::move(self_)] {});
     }
 
     tcp::socket sock_;

@@ -53,9 +53,6 @@ protected:
     // Delivers pending connection events to the application.
     void dispatch_events();
 
-    // Keeps the tunnel alive while its transport is open (set when started, cleared when
-    // finished), so an application may drop its reference at any time.
-    std::shared_ptr<Tunnel> self_;
     std::unique_ptr<proto::Connection> conn_;
     TransportKind kind_;
     std::string peer_;

@@ -54,14 +54,18 @@ std::shared_ptr<net::Tunnel> TunnelPool::pick(const std::string& domain) {
 
 bool TunnelPool::known(const std::string& domain) const { return by_domain_.count(domain) > 0; }
 
-void TunnelPool::disconnect_domain(std::string_view domain) {
-    boost::asio::post(io_, [this, d = std::string(domain)] {
+void TunnelPool::disconnect_domain(std::string_view domain, bool unregistered) {
+    boost::asio::post(io_, [this, d = std::string(domain), unregistered] {
         auto it = by_domain_.find(d);
         if (it == by_domain_.end()) {
             return;
         }
         auto list = std::move(it->second);
-        by_domain_.erase(it);
+        if (unregistered) {
+            by_domain_.erase(it);
+        } else {
+            it->second.clear();  // still registered: visitors get 502 until a client reconnects
+        }
         for (auto& w : list) {
             if (auto t = w.lock()) {
                 if (t->has_conn() && !t->conn().is_closing()) {

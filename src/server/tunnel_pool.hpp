@@ -27,7 +27,7 @@ public:
     std::shared_ptr<net::Tunnel> pick(const std::string& domain);
     // True if the domain had a tunnel since start-up and was not unregistered since.
     bool known(const std::string& domain) const;
-    void disconnect_domain(std::string_view domain) override;
+    void disconnect_domain(std::string_view domain, bool unregistered) override;
     // Closes every tunnel (shutdown).
     void close_all();
 

@@ -22,7 +22,7 @@ constexpr const char* kToken = "admin-token-0123456789abcdef";
 
 struct RecordingTunnels : TunnelDirectory {
     std::vector<std::string> dropped;
-    void disconnect_domain(std::string_view d) override { dropped.emplace_back(d); }
+    void disconnect_domain(std::string_view d, bool) override { dropped.emplace_back(d); }
 };
 
 class AdminApiTest : public ::testing::Test {
