@@ -48,13 +48,7 @@ int client_main(int argc, const char* const* argv) {
     const auto sch = schema();
     core::Config cfg;
     try {
-        core::ConfigInputs in;
-        in.args = core::args_from_argv(argc, argv);
-        in.env = core::process_env();
-        if (auto text = core::read_small_file(".env", core::kDotEnvMaxBytes)) {
-            in.dotenv_text = *text;
-        }
-        cfg = core::load_config(sch, in);
+        cfg = core::load_process_config(sch, argc, argv);
     } catch (const core::ConfigError& e) {
         std::cerr << "hopgate-client: configuration error:\n" << e.what() << "\n";
         return 1;

@@ -920,4 +920,16 @@ std::string Config::describe() const {
     return out;
 }
 
+Config load_process_config(const ConfigSchema& schema, int argc, const char* const* argv,
+                           std::string warn_unknown_prefix) {
+    ConfigInputs in;
+    in.args = args_from_argv(argc, argv);
+    in.env = process_env();
+    if (auto text = read_small_file(".env", kDotEnvMaxBytes)) {
+        in.dotenv_text = *text;
+    }
+    in.warn_unknown_prefix = std::move(warn_unknown_prefix);
+    return load_config(schema, in);
+}
+
 }  // namespace hopgate::core

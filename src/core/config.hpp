@@ -196,6 +196,7 @@ public:
 
 private:
     friend Config load_config(const ConfigSchema& schema, const ConfigInputs& inputs);
+
     struct Entry {
         OptionSpec spec;
         std::optional<ConfigValue> value;
@@ -216,5 +217,10 @@ private:
 // and throws ConfigError listing all problems. When --help is present, validation problems are not
 // thrown: the caller prints help_text() and exits.
 Config load_config(const ConfigSchema& schema, const ConfigInputs& inputs);
+
+// load_config() with the inputs a binary's main() uses: argv, the process environment and
+// ./.env (absent is fine). Throws ConfigError like load_config().
+Config load_process_config(const ConfigSchema& schema, int argc, const char* const* argv,
+                           std::string warn_unknown_prefix = {});
 
 }  // namespace hopgate::core

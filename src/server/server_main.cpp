@@ -74,14 +74,7 @@ int server_main(int argc, const char* const* argv) {
     const auto sch = schema();
     core::Config cfg;
     try {
-        core::ConfigInputs in;
-        in.args = core::args_from_argv(argc, argv);
-        in.env = core::process_env();
-        if (auto text = core::read_small_file(".env", core::kDotEnvMaxBytes)) {
-            in.dotenv_text = *text;
-        }
-        in.warn_unknown_prefix = "HOP_SERVER_";
-        cfg = core::load_config(sch, in);
+        cfg = core::load_process_config(sch, argc, argv, "HOP_SERVER_");
     } catch (const core::ConfigError& e) {
         std::cerr << "hopgate-server: configuration error:\n" << e.what() << "\n";
         return 1;
