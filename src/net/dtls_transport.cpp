@@ -7,7 +7,10 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
+#include <array>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -142,6 +145,56 @@ public:
     std::uint64_t cid() const { return cid_; }
     bool half_open() const { return !conn_; }
 
+    // Path validation (RFC 9000 §8.2 and §9, adapted). A datagram carrying this session's
+    // connection ID and at least one authenticated, non-replayed record (`records` > 0) from an
+    // address other than the current one moves sending there at once, so a rebound client keeps
+    // its throughput, but only up to three times the bytes received from that address (anti-
+    // amplification) until the client echoes one of up to three PATH_CHALLENGEs. Without an
+    // echo the session goes back to the last validated address and ignores the candidate for a
+    // while; a record from the validated address meanwhile cancels the probe.
+    void on_peer_datagram(DtlsServer::Impl& srv, const PeerAddr& from, std::size_t bytes,
+                          int records) {
+        if (closed_ || !conn_) {
+            return;
+        }
+        if (from == addr_) {
+            if (probe_) {
+                probe_->rx_bytes += bytes;
+            }
+            return;
+        }
+        if (records <= 0) {
+            return;
+        }
+        const Instant now = core::steady_now();
+        if (probe_ && from == probe_->validated) {
+            end_probe(srv, false);
+            return;
+        }
+        if (from == rejected_ && now < rejected_until_) {
+            return;  // failed validation recently: data is accepted, the path is not
+        }
+        const PeerAddr validated = probe_ ? probe_->validated : addr_;
+        if (probe_) {
+            erase_mapping(srv, probe_->candidate);
+        }
+        probe_.emplace();
+        probe_->candidate = from;
+        probe_->validated = validated;
+        probe_->rx_bytes = bytes;
+        set_addr(from);
+        srv.by_addr[from] = std::static_pointer_cast<ServerSession>(shared_from_this());
+        send_challenge(srv, now);
+    }
+
+    // Drops this session's address mappings (current and, while probing, the validated one).
+    void forget_addresses(DtlsServer::Impl& srv) {
+        erase_mapping(srv, addr_);
+        if (probe_) {
+            erase_mapping(srv, probe_->validated);
+        }
+    }
+
     // Feeds one datagram; returns the number of application records it carried (so the server
     // can tell an authenticated datagram from noise when an address changes).
     int on_datagram(std::span<const std::uint8_t> d) {
@@ -208,6 +261,10 @@ public:
         if (conn_) {
             const Instant now = core::steady_now();
             for (int i = 0; i < kMaxPacketsPerFlush && !srv->tx_blocked; ++i) {
+                if (probe_ && probe_->tx_bytes >= kAmplificationFactor * probe_->rx_bytes) {
+                    ++srv->st.amplification_limited;
+                    break;
+                }
                 const std::size_t n = conn_->write_datagram(plain_, now);
                 if (n == 0) {
                     break;
@@ -249,6 +306,84 @@ private:
                 break;
             }
             srv.send(std::span<const std::uint8_t>(cipher_).first(m), addr_);
+            if (probe_) {
+                probe_->tx_bytes += m;
+            }
+        }
+    }
+
+    static constexpr int kMaxChallenges = 3;
+    static constexpr std::uint64_t kAmplificationFactor = 3;
+    static constexpr auto kRejectedFor = std::chrono::seconds(10);
+
+    struct Probe {
+        PeerAddr candidate;  // where we send now, unvalidated
+        PeerAddr validated;  // where we go back to when validation fails
+        std::array<std::uint64_t, kMaxChallenges> challenges{};
+        int sent = 0;
+        Instant next{};
+        std::uint64_t rx_bytes = 0;
+        std::uint64_t tx_bytes = 0;
+    };
+
+    bool on_transport_event(const proto::Event& ev) override {
+        if (ev.type != proto::EventType::kPathResponse) {
+            return false;
+        }
+        if (probe_) {
+            const auto begin = probe_->challenges.begin();
+            const auto end = begin + probe_->sent;
+            if (std::find(begin, end, ev.code) != end) {
+                if (auto srv = srv_.lock()) {
+                    end_probe(*srv, true);
+                }
+            }
+        }
+        return true;  // a stale or unknown echo is dropped
+    }
+
+    void send_challenge(DtlsServer::Impl& srv, Instant now) {
+        std::uint64_t c = 0;
+        RAND_bytes(reinterpret_cast<unsigned char*>(&c), sizeof c);
+        probe_->challenges[static_cast<std::size_t>(probe_->sent++)] = c;
+        // Three attempts, each allowed a few round trips (and at least 100 ms).
+        const auto rtt = conn_->stats().smoothed_rtt;
+        probe_->next = now + std::max<core::Duration>(3 * rtt, std::chrono::milliseconds(100));
+        conn_->send_path_challenge(c);
+        ++srv.st.path_challenges;
+    }
+
+    // The probe's timer: another challenge, or give up and go back to the validated address.
+    void check_probe(DtlsServer::Impl& srv, Instant now) {
+        if (!probe_ || now < probe_->next) {
+            return;
+        }
+        if (probe_->sent < kMaxChallenges) {
+            send_challenge(srv, now);
+            return;
+        }
+        ++srv.st.path_validations_failed;
+        rejected_ = probe_->candidate;
+        rejected_until_ = now + kRejectedFor;
+        end_probe(srv, false);
+    }
+
+    // Success: the candidate becomes the validated address. Failure: back to the validated one.
+    void end_probe(DtlsServer::Impl& srv, bool validated) {
+        if (validated) {
+            erase_mapping(srv, probe_->validated);
+            ++srv.st.migrations;
+        } else {
+            erase_mapping(srv, probe_->candidate);
+            set_addr(probe_->validated);
+            srv.by_addr[addr_] = std::static_pointer_cast<ServerSession>(shared_from_this());
+        }
+        probe_.reset();
+    }
+
+    void erase_mapping(DtlsServer::Impl& srv, const PeerAddr& a) {
+        if (auto it = srv.by_addr.find(a); it != srv.by_addr.end() && it->second.get() == this) {
+            srv.by_addr.erase(it);
         }
     }
 
@@ -260,6 +395,9 @@ private:
             }
         } else {
             t = started_ + srv.opts.handshake_timeout;
+        }
+        if (probe_) {
+            t = std::min(t, probe_->next);
         }
         if (auto e = engine_->timeout()) {
             t = std::min(t, core::steady_now() + *e);
@@ -293,6 +431,9 @@ private:
             if (auto n = conn_->next_timeout(); n && *n <= now) {
                 conn_->on_timeout(now);
             }
+            if (auto srv = srv_.lock()) {
+                check_probe(*srv, now);
+            }
         }
         flush();
         if (auto srv = srv_.lock()) {
@@ -320,6 +461,9 @@ private:
     Instant started_;
     Instant last_rx_{core::steady_now()};
     int icmp_errors_ = 0;
+    std::optional<Probe> probe_;
+    PeerAddr rejected_{};
+    Instant rejected_until_{};
     std::vector<std::uint8_t> plain_;
     std::vector<std::uint8_t> cipher_;
 };
@@ -436,14 +580,9 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
         }
         auto s = it->second;
         const int records = s->on_datagram(d.subspan(kCidPrefixLen));
-        if (!(s->addr() == from) && records > 0) {
-            // An authenticated, non-replayed record from a new address: the client moved
-            // (NAT rebinding). Follow it.
-            by_addr.erase(s->addr());
-            s->set_addr(from);
-            by_addr[from] = s;
-            ++st.migrations;
-        }
+        // An authenticated, non-replayed record from a new address starts path validation
+        // (the client may have moved: NAT rebinding); noise never moves anything.
+        s->on_peer_datagram(*this, from, d.size(), records);
         mark_dirty(s);
         return;
     }
@@ -529,7 +668,7 @@ void DtlsServer::Impl::remove(ServerSession& s) {
         return;
     }
     auto keep = it->second;  // keep alive until this function returns
-    by_addr.erase(s.addr());
+    s.forget_addresses(*this);
     by_cid.erase(it);
 }
 

@@ -48,7 +48,10 @@ struct ServerStats {
     std::uint64_t dropped = 0;         // unattributable or malformed datagrams
     std::uint64_t handshakes_ok = 0;
     std::uint64_t handshakes_failed = 0;
-    std::uint64_t migrations = 0;      // NAT rebinding: a session followed its client
+    std::uint64_t migrations = 0;      // NAT rebinding: a session moved to a validated address
+    std::uint64_t path_challenges = 0;          // PATH_CHALLENGEs sent to candidate addresses
+    std::uint64_t path_validations_failed = 0;  // no PATH_RESPONSE: stayed on the old address
+    std::uint64_t amplification_limited = 0;    // flushes stopped by the 3x anti-amplification cap
     std::uint64_t send_syscalls = 0;
     std::size_t sessions = 0;
     std::size_t half_open = 0;

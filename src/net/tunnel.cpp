@@ -10,6 +10,9 @@ void Tunnel::dispatch_events() {
     }
     proto::Event ev;
     while (conn_->poll_event(ev)) {
+        if (on_transport_event(ev)) {
+            continue;
+        }
         if (events_) {
             events_->on_tunnel_event(*this, ev);
         }

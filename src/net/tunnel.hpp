@@ -50,8 +50,11 @@ public:
 protected:
     Tunnel(TransportKind kind, std::string peer) : kind_(kind), peer_(std::move(peer)) {}
 
-    // Delivers pending connection events to the application.
+    // Delivers pending connection events to the application (after on_transport_event).
     void dispatch_events();
+    // Lets the transport consume events meant for it (PATH_RESPONSE for path validation).
+    // Returns true when the event was consumed and must not reach the application.
+    virtual bool on_transport_event(const proto::Event& /*ev*/) { return false; }
 
     std::unique_ptr<proto::Connection> conn_;
     TransportKind kind_;

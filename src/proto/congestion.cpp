@@ -202,7 +202,14 @@ public:
             has_min_rtt_ = true;
             min_rtt_expired = false;
         }
+        // A gain cycle phase lasts at least one round trip as the application sees it. On
+        // paths where batching (event loops, GSO/GRO, interrupt coalescing) dominates, the
+        // smoothed RTT is many times min_rtt; a min_rtt-long probing phase would then end
+        // before any ACK could show the higher rate, and BBR could never regain bandwidth it
+        // lost to an application-limited spell.
+        phase_len_ = std::max(min_rtt_, rtt.smoothed());
         update_state(ev, min_rtt_expired);
+        update_pacing_rate(rtt);
         update_cwnd(ev, rtt);
     }
 
@@ -221,12 +228,10 @@ public:
     }
 
     double pacing_rate(const RttEstimator& rtt) const override {
-        const double bw = btl_bw();
-        if (bw <= 0) {
-            const double srtt = std::max(core::to_seconds(rtt.smoothed()), 1e-4);
-            return kHighGain * static_cast<double>(cwnd_) / srtt;
+        if (pacing_rate_ <= 0) {
+            return initial_pacing_rate(rtt);
         }
-        return pacing_gain_ * bw * kPacingMargin;
+        return pacing_rate_;
     }
 
     void set_max_datagram_size(std::size_t mss) override {
@@ -306,7 +311,7 @@ private:
                 }
                 break;
             case State::kProbeBw: {
-                bool advance = ev.now - cycle_stamp_ > min_rtt_;
+                bool advance = ev.now - cycle_stamp_ > phase_len_;
                 if (pacing_gain_ > 1.0) {
                     advance = advance && ev.bytes_in_flight >= bdp(pacing_gain_);
                 } else if (pacing_gain_ < 1.0) {
@@ -350,6 +355,24 @@ private:
             probe_rtt_done_set_ = false;
         }
     }
+    double initial_pacing_rate(const RttEstimator& rtt) const {
+        const double srtt = std::max(core::to_seconds(rtt.smoothed()), 1e-4);
+        return kHighGain * static_cast<double>(kInitialWindowPackets * mss_) / srtt;
+    }
+    // BBRSetPacingRate: until the pipe is known to be full the rate only grows. A sender that
+    // has been application-limited (a client that mostly acknowledges) has only tiny delivery
+    // rate samples; pacing a sudden burst of window updates or an upload at that rate would
+    // stall it for hundreds of milliseconds per packet.
+    void update_pacing_rate(const RttEstimator& rtt) {
+        if (pacing_rate_ <= 0 && rtt.has_sample()) {
+            pacing_rate_ = initial_pacing_rate(rtt);
+        }
+        const double rate = pacing_gain_ * btl_bw() * kPacingMargin;
+        if (rate > 0 && (filled_pipe_ || rate > pacing_rate_)) {
+            pacing_rate_ = rate;
+        }
+    }
+
     // Send quantum as Linux BBR: about 1 ms of data at the pacing rate (64 KiB cap). Allowing
     // three quanta above the BDP keeps the pipe full when the RTT is dominated by batching
     // (loopback, GSO, interrupt coalescing) rather than by propagation.
@@ -377,6 +400,7 @@ private:
     std::uint64_t cwnd_;
     State state_ = State::kStartup;
     double pacing_gain_ = kHighGain;
+    double pacing_rate_ = 0;
     double cwnd_gain_ = kHighGain;
     std::array<BwSample, kBwWindowRounds> bw_samples_{};
     std::uint64_t round_count_ = 0;
@@ -387,6 +411,7 @@ private:
     bool filled_pipe_ = false;
     bool has_min_rtt_ = false;
     Duration min_rtt_{0};
+    Duration phase_len_{0};
     Instant min_rtt_stamp_{};
     std::size_t cycle_index_ = 0;
     Instant cycle_stamp_{};

@@ -33,14 +33,22 @@ bool TransferApp::done() const {
 }
 
 void TransferApp::write_some(net::Tunnel& t, proto::StreamId id, S& s) {
+    // The pattern for the bytes after `sent` is generated once per chunk and kept until the
+    // connection has taken all of it (writes are often partial when the send budget is full).
     while (!s.fin_sent) {
-        const std::size_t n =
-            static_cast<std::size_t>(std::min<std::uint64_t>(buf_.size(), s.to_send - s.sent));
-        for (std::size_t i = 0; i < n; ++i) {
-            buf_[i] = pattern(s.idx, server_ ? 0 : 1, s.sent + i);
+        if (s.chunk_off == s.chunk.size()) {
+            const std::size_t n = static_cast<std::size_t>(
+                std::min<std::uint64_t>(buf_.size(), s.to_send - s.sent));
+            s.chunk.resize(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                s.chunk[i] = pattern(s.idx, server_ ? 0 : 1, s.sent + i);
+            }
+            s.chunk_off = 0;
         }
+        const std::size_t n = s.chunk.size() - s.chunk_off;
         const bool last = s.sent + n == s.to_send;
-        auto r = t.conn().stream_write(id, std::span<const std::uint8_t>(buf_).first(n), last);
+        auto r = t.conn().stream_write(
+            id, std::span<const std::uint8_t>(s.chunk).subspan(s.chunk_off, n), last);
         if (!r) {
             if (r.error() != proto::Errc::kWouldBlock) {
                 fail("stream_write: " + r.error().message());
@@ -48,11 +56,14 @@ void TransferApp::write_some(net::Tunnel& t, proto::StreamId id, S& s) {
             return;
         }
         s.sent += *r;
+        s.chunk_off += *r;
         if (*r < n) {
             return;
         }
         if (last) {
             s.fin_sent = true;
+            s.chunk = {};
+            s.chunk_off = 0;
         }
     }
 }

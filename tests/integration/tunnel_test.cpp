@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <boost/asio/ip/udp.hpp>
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 
@@ -225,6 +227,150 @@ TEST(Tunnel, ClientHelloFloodCreatesNoState) {
     EXPECT_EQ(client.error(), "");
 }
 
+// An on-path relay in the test: the client talks to `front`; client datagrams go to the server
+// from `a`, or from `b` while `via_b` is set; server replies to `a` reach the client, replies to
+// `b` are counted and dropped (an address that never answers: a spoofed source).
+struct SpoofRelay {
+    using udp = boost::asio::ip::udp;
+    udp::socket front, a, b;
+    udp::endpoint server, client;
+    bool via_b = false;
+    std::uint64_t from_b = 0;   // bytes the server received from b
+    std::uint64_t to_b = 0;     // bytes the server sent to b
+    std::uint64_t max_to_b_over_from_b = 0;  // worst excess of to_b over 3 * from_b
+    std::array<std::uint8_t, 65536> buf_f{}, buf_a{}, buf_b{};
+    udp::endpoint src_f, src_a, src_b;
+
+    SpoofRelay(boost::asio::io_context& io, udp::endpoint srv)
+        : front(io, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)),
+          a(io, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)),
+          b(io, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)), server(srv) {
+        for (auto* s : {&front, &a, &b}) {
+            size(*s);
+        }
+        read_front();
+        read_a();
+        read_b();
+    }
+    std::uint16_t port() const { return front.local_endpoint().port(); }
+    static void size(udp::socket& s) {
+        s.set_option(boost::asio::socket_base::receive_buffer_size(4 << 20));
+        s.set_option(boost::asio::socket_base::send_buffer_size(4 << 20));
+    }
+    void read_front() {
+        front.async_receive_from(boost::asio::buffer(buf_f), src_f,
+                                 [this](boost::system::error_code ec, std::size_t n) {
+                                     if (ec) {
+                                         return;
+                                     }
+                                     client = src_f;
+                                     boost::system::error_code e2;
+                                     (via_b ? b : a).send_to(boost::asio::buffer(buf_f.data(), n),
+                                                             server, 0, e2);
+                                     if (via_b) {
+                                         from_b += n;
+                                     }
+                                     read_front();
+                                 });
+    }
+    void read_a() {
+        a.async_receive_from(boost::asio::buffer(buf_a), src_a,
+                             [this](boost::system::error_code ec, std::size_t n) {
+                                 if (ec) {
+                                     return;
+                                 }
+                                 boost::system::error_code e2;
+                                 front.send_to(boost::asio::buffer(buf_a.data(), n), client, 0, e2);
+                                 read_a();
+                             });
+    }
+    void read_b() {
+        b.async_receive_from(boost::asio::buffer(buf_b), src_b,
+                             [this](boost::system::error_code ec, std::size_t n) {
+                                 if (ec) {
+                                     return;
+                                 }
+                                 to_b += n;
+                                 if (to_b > 3 * from_b) {
+                                     max_to_b_over_from_b =
+                                         std::max(max_to_b_over_from_b, to_b - 3 * from_b);
+                                 }
+                                 read_b();
+                             });
+    }
+};
+
+// Authenticated datagrams suddenly arrive from an address that never answers (an on-path
+// attacker rewriting source addresses, or an asymmetric path): the server probes it with
+// PATH_CHALLENGE, sends it at most three times what it received from it, gives up, stays on
+// the validated address, and the transfer completes. The relay's switch to `b` happens twice;
+// the second time the candidate is still on the rejected list and is not probed again.
+TEST(Tunnel, UnvalidatedAddressIsNotAdopted) {
+    TransferSpec s;
+    s.streams = 2;
+    s.bytes = s.echo_bytes = 8 << 20;
+    Harness h(s);
+    SpoofRelay relay(h.io, h.dtls_endpoint());
+    TransferApp client(false, s);
+    std::string err;
+    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err, relay.port());
+    ASSERT_TRUE(t) << err;
+    auto progress = [&] { return client.received() + h.server_app.received(); };
+    for (int round = 0; round < 2; ++round) {
+        const std::uint64_t mark = progress() + (2u << 20);
+        ASSERT_TRUE(h.run_until([&] { return progress() > mark; }, 30)) << "round " << round;
+        relay.via_b = true;
+        const std::uint64_t before = relay.from_b;
+        // Long enough for all three challenges to time out (>= 300 ms), and for data to move.
+        h.run_until([&] { return false; }, 0.8);
+        relay.via_b = false;
+        EXPECT_GT(relay.from_b, before);
+    }
+    EXPECT_TRUE(h.run_until([&] { return client.done() && h.server_app.done(); }, 60));
+    EXPECT_EQ(client.error(), "");
+    EXPECT_EQ(h.server_app.error(), "");
+    const auto st = h.dtls->stats();
+    std::printf("[ net ] spoofed path: challenges %llu failed %llu amplification-limited %llu; "
+                "relay b: in %llu B, out %llu B\n",
+                static_cast<unsigned long long>(st.path_challenges),
+                static_cast<unsigned long long>(st.path_validations_failed),
+                static_cast<unsigned long long>(st.amplification_limited),
+                static_cast<unsigned long long>(relay.from_b),
+                static_cast<unsigned long long>(relay.to_b));
+    EXPECT_EQ(st.migrations, 0u);
+    EXPECT_EQ(st.path_validations_failed, 1u);  // the second switch hit the rejected list
+    EXPECT_EQ(st.path_challenges, 3u);
+    EXPECT_EQ(relay.max_to_b_over_from_b, 0u);  // never more than 3x toward the candidate
+    EXPECT_GT(relay.to_b, 0u);                  // the challenges went there
+}
+
+// A client whose datagrams move to a new address that does answer is followed after one
+// PATH_CHALLENGE round trip (the relay's new socket forwards replies).
+TEST(Tunnel, ValidatedAddressIsAdopted) {
+    TransferSpec s;
+    s.streams = 2;
+    s.bytes = s.echo_bytes = 4 << 20;
+    Harness h(s);
+    SpoofRelay relay(h.io, h.dtls_endpoint());
+    TransferApp client(false, s);
+    std::string err;
+    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err, relay.port());
+    ASSERT_TRUE(t) << err;
+    ASSERT_TRUE(h.run_until([&] { return client.received() > (1u << 20); }, 30));
+    // Move to a fresh socket that relays both ways (a NAT rebinding).
+    relay.a.close();
+    relay.a = boost::asio::ip::udp::socket(
+        h.io, boost::asio::ip::udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+    SpoofRelay::size(relay.a);
+    relay.read_a();
+    EXPECT_TRUE(h.run_until([&] { return client.done() && h.server_app.done(); }, 60));
+    EXPECT_EQ(client.error(), "");
+    const auto st = h.dtls->stats();
+    EXPECT_EQ(st.migrations, 1u);
+    EXPECT_EQ(st.path_validations_failed, 0u);
+    EXPECT_GE(st.path_challenges, 1u);
+}
+
 #ifdef HG_IMPAIR_BIN
 
 bool sanitized() { return std::getenv("HG_SANITIZED") != nullptr; }
@@ -297,6 +443,7 @@ TEST(TunnelImpaired, NatRebindingMidTransfer) {
     EXPECT_EQ(client.error(), "");
     EXPECT_EQ(h.server_app.error(), "");
     EXPECT_GE(h.dtls->stats().migrations, 2u);
+    EXPECT_EQ(h.dtls->stats().path_validations_failed, 0u);
 }
 
 // Traffic cut for longer than the idle timeout: both ends notice and close (idle timeout).
