@@ -5,4 +5,5 @@ hg_test(unit_proto LABEL unit
     ${CMAKE_CURRENT_LIST_DIR}/meta_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/range_set_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/connection_test.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/congestion_test.cpp
   LIBS hg_proto)
