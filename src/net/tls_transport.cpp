@@ -5,7 +5,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <deque>
+#include <cstring>
+#include <memory>
+#include <span>
 #include <unordered_set>
 
 #include "net/clock.hpp"
@@ -37,6 +39,40 @@ void tune_tcp(tcp::socket& s) {
     (void)setsockopt(s.native_handle(), IPPROTO_TCP, TCP_CONGESTION, bbr, sizeof bbr - 1);
 }
 
+// A byte buffer that grows without zero-filling (vector::resize would memset every byte of
+// ciphertext before overwriting it) and keeps its capacity.
+class ByteBuf {
+public:
+    std::uint8_t* data() { return p_.get(); }
+    std::size_t size() const { return len_; }
+    bool empty() const { return len_ == 0; }
+    void clear() { len_ = 0; }
+    // Room for `n` more bytes at data() + size(); commit() what was written.
+    std::span<std::uint8_t> prepare(std::size_t n) {
+        if (cap_ - len_ < n) {
+            const std::size_t cap = std::max(cap_ * 2, len_ + n);
+            auto p = std::make_unique_for_overwrite<std::uint8_t[]>(cap);
+            if (len_ > 0) {
+                std::memcpy(p.get(), p_.get(), len_);
+            }
+            p_ = std::move(p);
+            cap_ = cap;
+        }
+        return {p_.get() + len_, n};
+    }
+    void commit(std::size_t n) { len_ += n; }
+    void swap(ByteBuf& o) noexcept {
+        std::swap(p_, o.p_);
+        std::swap(cap_, o.cap_);
+        std::swap(len_, o.len_);
+    }
+
+private:
+    std::unique_ptr<std::uint8_t[]> p_;
+    std::size_t cap_ = 0;
+    std::size_t len_ = 0;
+};
+
 // One TLS/TCP tunnel, either role. Owns the socket, the TLS engine and the connection.
 class TlsTunnel final : public Tunnel {
 public:
@@ -47,8 +83,7 @@ public:
         : Tunnel(TransportKind::kTls, endpoint_string(sock)), sock_(std::move(sock)),
           engine_(std::move(engine)), role_(role), opts_(std::move(opts)),
           done_(std::move(done)), on_closed_(std::move(on_closed)), timer_(sock_.get_executor()),
-          started_(core::steady_now()), rbuf_(kReadSize), plain_(kReadSize), rec_(kRecordBuf),
-          cipher_(kRecordBuf + 1024) {
+          started_(core::steady_now()), rbuf_(kReadSize), plain_(kReadSize), rec_(kRecordBuf) {
         tune_tcp(sock_);
     }
 
@@ -79,20 +114,22 @@ public:
         }
         if (conn_) {
             const Instant now = core::steady_now();
-            while (queued_ < opts_.tcp_write_high_water) {
-                if (pending_plain_.empty()) {
-                    const std::size_t n = conn_->write_stream_bytes(rec_, now);
-                    if (n == 0) {
+            // Records go from the connection into rec_, straight into the TLS engine (which
+            // may take part of them), and the ciphertext into the write buffer: no other copies.
+            while (queued() < opts_.tcp_write_high_water) {
+                if (rec_off_ == rec_len_) {
+                    rec_off_ = 0;
+                    rec_len_ = conn_->write_stream_bytes(rec_, now);
+                    if (rec_len_ == 0) {
                         break;
                     }
-                    pending_plain_.assign(rec_.begin(), rec_.begin() + static_cast<std::ptrdiff_t>(n));
                 }
-                auto w = engine_->write(pending_plain_);
+                auto w = engine_->write(
+                    std::span<const std::uint8_t>(rec_).subspan(rec_off_, rec_len_ - rec_off_));
                 if (!w || *w == 0) {
                     break;
                 }
-                pending_plain_.erase(pending_plain_.begin(),
-                                     pending_plain_.begin() + static_cast<std::ptrdiff_t>(*w));
+                rec_off_ += *w;
                 pump_engine();
             }
             dispatch_events();
@@ -103,7 +140,7 @@ public:
             fail("TLS handshake failed: " + engine_->error());
             return;
         }
-        if (conn_ && conn_->is_closed() && outq_.empty()) {
+        if (conn_ && conn_->is_closed() && queued() == 0) {
             finish();
             return;
         }
@@ -132,14 +169,21 @@ private:
         return ep.address().to_string() + ":" + std::to_string(ep.port());
     }
 
+    std::size_t queued() const { return fill_.size() + (inflight_.size() - inflight_off_); }
+
+    // Ciphertext is appended to fill_ while inflight_ is being written; they swap when a write
+    // completes, so both keep their capacity and steady streaming allocates nothing.
     void pump_engine() {
         for (;;) {
-            const std::size_t n = engine_->pop_bytes(cipher_);
+            const std::size_t pending = engine_->pending_bytes();
+            if (pending == 0) {
+                break;
+            }
+            const std::size_t n = engine_->pop_bytes(fill_.prepare(pending));
+            fill_.commit(n);
             if (n == 0) {
                 break;
             }
-            outq_.emplace_back(cipher_.begin(), cipher_.begin() + static_cast<std::ptrdiff_t>(n));
-            queued_ += n;
         }
     }
 
@@ -147,7 +191,12 @@ private:
         if (writing_ || sock_closed_) {
             return;
         }
-        if (outq_.empty()) {
+        if (inflight_off_ == inflight_.size()) {
+            inflight_.clear();
+            inflight_off_ = 0;
+            inflight_.swap(fill_);
+        }
+        if (inflight_.empty()) {
             if (linger_ && !shut_) {
                 // Everything is out: send FIN, then wait (bounded) for the peer's EOF.
                 shut_ = true;
@@ -163,24 +212,23 @@ private:
             return;
         }
         writing_ = true;
-        asio::async_write(sock_, asio::buffer(outq_.front()),
-                          [self = shared_from_this()](const boost::system::error_code& ec,
-                                                      std::size_t) {
-                              auto* t = static_cast<TlsTunnel*>(self.get());
-                              t->writing_ = false;
-                              if (ec) {
-                                  t->fail("write: " + ec.message());
-                                  t->close_socket();
-                                  return;
-                              }
-                              t->queued_ -= t->outq_.front().size();
-                              t->outq_.pop_front();
-                              if (t->linger_) {
-                                  t->do_write();
-                              } else {
-                                  t->flush();
-                              }
-                          });
+        sock_.async_write_some(
+            asio::buffer(inflight_.data() + inflight_off_, inflight_.size() - inflight_off_),
+            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                auto* t = static_cast<TlsTunnel*>(self.get());
+                t->writing_ = false;
+                if (ec) {
+                    t->fail("write: " + ec.message());
+                    t->close_socket();
+                    return;
+                }
+                t->inflight_off_ += n;
+                if (t->linger_) {
+                    t->do_write();
+                } else {
+                    t->flush();
+                }
+            });
     }
 
     // The pending read holds the tunnel alive while its socket is open (and is destroyed with
@@ -320,11 +368,12 @@ private:
     Instant started_;
     std::vector<std::uint8_t> rbuf_;
     std::vector<std::uint8_t> plain_;
-    std::vector<std::uint8_t> rec_;
-    std::vector<std::uint8_t> cipher_;
-    std::vector<std::uint8_t> pending_plain_;
-    std::deque<std::vector<std::uint8_t>> outq_;
-    std::size_t queued_ = 0;
+    std::vector<std::uint8_t> rec_;      // one batch of records from the connection
+    std::size_t rec_off_ = 0;            // how much of it the TLS engine has taken
+    std::size_t rec_len_ = 0;
+    ByteBuf fill_;      // ciphertext waiting for the socket
+    ByteBuf inflight_;  // ciphertext being written
+    std::size_t inflight_off_ = 0;
     bool writing_ = false;
     bool linger_ = false;
     bool shut_ = false;

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <utility>
 #include <span>
 #include <vector>
 
@@ -12,44 +14,112 @@
 
 namespace hopgate::proto {
 
-// Bytes [base(), end()) of a stream's send direction that are not yet acknowledged.
+// Bytes [base(), end()) of a stream's send direction that are not yet acknowledged, in a list of
+// blocks (the first sized to the first write, doubling up to 64 KiB) so that releasing an
+// acknowledged prefix never moves the rest: with the old single vector, compaction copied every
+// byte once more. A frame takes at most contiguous(off) bytes from one block.
 class SendBuffer {
 public:
-    std::uint64_t base() const { return base_; }
-    std::uint64_t end() const { return base_ + (data_.size() - head_); }
-    std::size_t size() const { return data_.size() - head_; }
+    static constexpr std::size_t kMaxBlock = 64 * 1024;
+    static constexpr std::size_t kMinBlock = 1024;
 
-    void append(std::span<const std::uint8_t> b) { data_.insert(data_.end(), b.begin(), b.end()); }
-    // View of [off, off+len); must lie within [base(), end()).
+    std::uint64_t base() const { return base_; }
+    std::uint64_t end() const { return base_ + size_; }
+    std::size_t size() const { return size_; }
+
+    void append(std::span<const std::uint8_t> b) {
+        while (!b.empty()) {
+            if (blocks_.empty() || tail_used_ == blocks_.back().cap) {
+                add_block(b.size());
+            }
+            Block& t = blocks_.back();
+            const std::size_t n = std::min(b.size(), t.cap - tail_used_);
+            std::memcpy(t.data.get() + tail_used_, b.data(), n);
+            tail_used_ += n;
+            size_ += n;
+            b = b.subspan(n);
+        }
+    }
+    // Bytes stored contiguously from `off` (which must lie within [base(), end()]).
+    std::size_t contiguous(std::uint64_t off) const {
+        if (off >= end()) {
+            return 0;
+        }
+        const auto [i, in] = locate(off);
+        return used(i) - in;
+    }
+    // View of [off, off+len); `len` must not exceed contiguous(off).
     std::span<const std::uint8_t> view(std::uint64_t off, std::size_t len) const {
-        return {data_.data() + head_ + static_cast<std::size_t>(off - base_), len};
+        if (len == 0) {
+            return {};
+        }
+        const auto [i, in] = locate(off);
+        return {blocks_[i].data.get() + in, len};
     }
     // Drops bytes below `upto` (acknowledged prefix).
     void release(std::uint64_t upto) {
         if (upto <= base_) {
             return;
         }
-        head_ += static_cast<std::size_t>(upto - base_);
+        const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(upto - base_, size_));
         base_ = upto;
-        if (head_ == data_.size()) {
-            data_.clear();
-            head_ = 0;
-        } else if (head_ >= 64 * 1024 && head_ * 2 >= data_.size()) {
-            data_.erase(data_.begin(), data_.begin() + static_cast<std::ptrdiff_t>(head_));
-            head_ = 0;
+        size_ -= n;
+        head_ += n;
+        while (!blocks_.empty() && head_ >= used(0)) {
+            if (blocks_.size() == 1) {
+                // Everything is acknowledged: keep a small block for the next write.
+                head_ = tail_used_ = 0;
+                if (blocks_.front().cap > 16 * 1024) {
+                    blocks_.clear();
+                }
+                break;
+            }
+            head_ -= blocks_.front().cap;
+            blocks_.erase(blocks_.begin());
         }
     }
     // Discards everything (stream reset); offsets continue from `new_base`.
     void discard(std::uint64_t new_base) {
-        data_.clear();
-        data_.shrink_to_fit();
-        head_ = 0;
+        blocks_.clear();
+        blocks_.shrink_to_fit();
+        head_ = tail_used_ = size_ = 0;
         base_ = new_base;
     }
 
 private:
-    std::vector<std::uint8_t> data_;
-    std::size_t head_ = 0;
+    struct Block {
+        std::unique_ptr<std::uint8_t[]> data;
+        std::size_t cap = 0;
+    };
+    std::size_t used(std::size_t i) const {
+        return i + 1 == blocks_.size() ? tail_used_ : blocks_[i].cap;
+    }
+    std::pair<std::size_t, std::size_t> locate(std::uint64_t off) const {
+        std::size_t pos = head_ + static_cast<std::size_t>(off - base_);
+        std::size_t i = 0;
+        while (i + 1 < blocks_.size() && pos >= blocks_[i].cap) {
+            pos -= blocks_[i].cap;
+            ++i;
+        }
+        return {i, pos};
+    }
+    void add_block(std::size_t need) {
+        std::size_t cap = kMinBlock;
+        if (!blocks_.empty()) {
+            cap = std::min(blocks_.back().cap * 2, kMaxBlock);
+        } else {
+            while (cap < need && cap < kMaxBlock) {
+                cap *= 2;
+            }
+        }
+        blocks_.push_back(Block{std::make_unique_for_overwrite<std::uint8_t[]>(cap), cap});
+        tail_used_ = 0;
+    }
+
+    std::vector<Block> blocks_;  // few (a 4 MiB buffer is 64 blocks); erase at the front is cheap
+    std::size_t head_ = 0;       // consumed bytes of the first block
+    std::size_t tail_used_ = 0;  // filled bytes of the last block
+    std::size_t size_ = 0;
     std::uint64_t base_ = 0;
 };
 

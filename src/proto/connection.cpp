@@ -1826,8 +1826,8 @@ struct Connection::Impl {
             if (room <= overhead) {
                 return false;
             }
-            const std::size_t len =
-                static_cast<std::size_t>(std::min<std::uint64_t>(r.size(), room - overhead));
+            const std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(
+                {r.size(), room - overhead, s.sbuf.contiguous(r.lo)}));
             const std::uint64_t end = r.lo + len;
             const bool fin = s.fin_pending && s.fin_requested && end == s.sbuf.end();
             StreamFrame f{s.id, r.lo, fin, s.sbuf.view(r.lo, len)};
@@ -1869,8 +1869,9 @@ struct Connection::Impl {
         if (room <= overhead) {
             return false;
         }
-        const std::size_t len =
+        const std::size_t unsplit =
             static_cast<std::size_t>(std::min<std::uint64_t>(avail, room - overhead));
+        const std::size_t len = std::min(unsplit, s.sbuf.contiguous(s.send_next));
         const std::uint64_t off = s.send_next;
         const bool fin = s.fin_pending && off + len == end;
         StreamFrame f{s.id, off, fin, s.sbuf.view(off, len)};
@@ -1884,6 +1885,10 @@ struct Connection::Impl {
         recs.push_back({RecKind::kStream, fin, s.id, off, static_cast<std::uint32_t>(len)});
         if (stream_mode) {
             stream_range_acked(s, off, len, fin);
+        }
+        if (len < unsplit && w.remaining() >= kMinFrameSpace) {
+            // Cut at a send-buffer block boundary: continue from the next block.
+            (void)write_stream_frame(w, s, recs, stream_mode);
         }
         return true;
     }

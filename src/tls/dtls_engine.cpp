@@ -223,7 +223,7 @@ void DtlsEngine::fail(Errc code, std::string why) {
     failed_ = true;
     fail_code_ = code;
     error_ = std::move(why);
-    ERR_clear_error();
+    clear_openssl_errors();
 }
 
 std::size_t DtlsEngine::pop_datagram(std::span<std::uint8_t> out) {
@@ -269,7 +269,10 @@ core::Result<std::size_t> DtlsEngine::read(std::span<std::uint8_t> out) {
     if (out.empty()) {
         return Errc::kInvalidArgument;
     }
-    ERR_clear_error();
+    if (in_.empty() && SSL_has_pending(ssl_.get()) == 0) {
+        return std::size_t{0};  // nothing received and nothing buffered: skip the library call
+    }
+    clear_openssl_errors();
     int n = SSL_read(ssl_.get(), out.data(),
                      static_cast<int>(std::min<std::size_t>(out.size(), INT_MAX)));
     if (n > 0) {
@@ -308,7 +311,7 @@ core::Status DtlsEngine::write(std::span<const std::uint8_t> plaintext) {
     if (out_.full()) {
         return Errc::kWouldBlock;
     }
-    ERR_clear_error();
+    clear_openssl_errors();
     int n = SSL_write(ssl_.get(), plaintext.data(), static_cast<int>(plaintext.size()));
     if (n == static_cast<int>(plaintext.size())) {
         return {};

@@ -66,4 +66,10 @@ std::string drain_openssl_errors(const std::string& fallback) {
     return out.empty() ? fallback : out;
 }
 
+void clear_openssl_errors() {
+    if (ERR_peek_error() != 0) {
+        ERR_clear_error();
+    }
+}
+
 }  // namespace hopgate::tls

@@ -36,6 +36,11 @@ class Error : public std::runtime_error {
 // Returns `fallback` when the queue is empty.
 std::string drain_openssl_errors(const std::string& fallback = "unknown OpenSSL error");
 
+// Empties this thread's OpenSSL error queue before an SSL_* call whose result goes through
+// SSL_get_error. On the data path the queue is almost always empty already; peeking is far
+// cheaper than ERR_clear_error (which resets every slot), which profiles showed at ~9 %.
+void clear_openssl_errors();
+
 }  // namespace hopgate::tls
 
 template <>

@@ -160,7 +160,7 @@ core::Result<std::size_t> TlsStreamEngine::read(std::span<std::uint8_t> out) {
     if (out.empty()) {
         return Errc::kInvalidArgument;
     }
-    ERR_clear_error();
+    clear_openssl_errors();
     int n = SSL_read(ssl_.get(), out.data(), clamp_int(out.size()));
     if (n > 0) {
         return static_cast<std::size_t>(n);
@@ -197,7 +197,7 @@ core::Result<std::size_t> TlsStreamEngine::write(std::span<const std::uint8_t> p
     }
     // Take no more than the room left (plus one record's worth of slack from encryption).
     std::size_t n = std::min(plaintext.size(), opts_.max_outbound_buffer - pending);
-    ERR_clear_error();
+    clear_openssl_errors();
     int w = SSL_write(ssl_.get(), plaintext.data(), clamp_int(n));
     if (w > 0) {
         return static_cast<std::size_t>(w);

@@ -6,4 +6,5 @@ hg_test(unit_proto LABEL unit
     ${CMAKE_CURRENT_LIST_DIR}/range_set_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/connection_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/congestion_test.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/buffers_test.cpp
   LIBS hg_proto)
