@@ -1052,18 +1052,56 @@ struct Connection::Impl {
             return;
         }
         last_recv_time = now_;
-        inbuf.insert(inbuf.end(), b.begin(), b.end());
-        std::size_t pos = 0;
+        // Whole records are parsed straight from the input; only a record split across reads
+        // is assembled in `inbuf` (with no more input bytes than it needs).
+        while (!inbuf.empty() && !b.empty()) {
+            Reader lr{std::span<const std::uint8_t>(inbuf)};
+            std::uint64_t len = 0;
+            if (!lr.varint(len)) {
+                inbuf.push_back(b[0]);  // the length prefix itself is split (at most 8 bytes)
+                b = b.subspan(1);
+                continue;
+            }
+            if (len == 0 || len > cfg.max_record_size) {
+                protocol_error(WireError::kFrameEncodingError, "bad record length");
+                return;
+            }
+            const std::size_t need = lr.position() + static_cast<std::size_t>(len) - inbuf.size();
+            const std::size_t take = std::min(need, b.size());
+            inbuf.insert(inbuf.end(), b.begin(), b.begin() + static_cast<std::ptrdiff_t>(take));
+            b = b.subspan(take);
+            if (take == need) {
+                std::size_t used = 0;
+                if (!process_records(inbuf, used)) {
+                    inbuf.clear();
+                    return;
+                }
+                inbuf.clear();
+            }
+        }
+        if (!inbuf.empty()) {
+            return;  // still waiting for the rest of a record
+        }
+        std::size_t used = 0;
+        if (!process_records(b, used)) {
+            return;
+        }
+        inbuf.assign(b.begin() + static_cast<std::ptrdiff_t>(used), b.end());
+    }
+
+    // Processes the whole records at the start of `in`; `used` = their bytes. False once the
+    // connection is closing (a protocol error, or a frame that closed it).
+    bool process_records(std::span<const std::uint8_t> in, std::size_t& used) {
         Frame fr;
         while (!closing_or_worse()) {
-            Reader lr(std::span<const std::uint8_t>(inbuf).subspan(pos));
+            Reader lr(in.subspan(used));
             std::uint64_t len = 0;
             if (!lr.varint(len)) {
                 break;  // need more
             }
             if (len == 0 || len > cfg.max_record_size) {
                 protocol_error(WireError::kFrameEncodingError, "bad record length");
-                return;
+                return false;
             }
             if (lr.remaining() < len) {
                 break;
@@ -1075,19 +1113,19 @@ struct Connection::Impl {
             while (!r.empty()) {
                 if (!decode_frame(r, fr)) {
                     protocol_error(WireError::kFrameEncodingError, "malformed frame");
-                    return;
+                    return false;
                 }
                 if (!process_frame(fr)) {
-                    return;
+                    return false;
                 }
             }
-            pos += lr.position();
+            used += lr.position();
         }
         if (closing_or_worse()) {
             inbuf.clear();
-            return;
+            return false;
         }
-        inbuf.erase(inbuf.begin(), inbuf.begin() + static_cast<std::ptrdiff_t>(pos));
+        return true;
     }
 
     // ------------------------------------------------------------------ ACK processing
