@@ -3,9 +3,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <boost/asio/ip/udp.hpp>
 #include <algorithm>
 #include <array>
+#include <boost/asio/ip/udp.hpp>
 #include <cstdio>
 #include <cstdlib>
 
@@ -43,18 +43,19 @@ void transfer(TransportKind kind, TransferSpec spec) {
     for (auto* tun : {t.get(), h.server_tunnels.empty() ? nullptr : h.server_tunnels[0].get()}) {
         if (tun && tun->has_conn()) {
             const auto& st = tun->conn().stats();
-            std::printf("[ net ]   %s: pkts %llu/%llu lost %llu spurious %llu pto %llu retx %llu "
-                        "srtt %lldus minrtt %lldus cwnd %llu mtu %zu\n",
-                        tun == t.get() ? "client" : "server",
-                        static_cast<unsigned long long>(st.packets_sent),
-                        static_cast<unsigned long long>(st.packets_received),
-                        static_cast<unsigned long long>(st.packets_lost),
-                        static_cast<unsigned long long>(st.spurious_losses),
-                        static_cast<unsigned long long>(st.pto_count_total),
-                        static_cast<unsigned long long>(st.retransmitted_bytes),
-                        static_cast<long long>(st.smoothed_rtt.count()),
-                        static_cast<long long>(st.min_rtt.count()),
-                        static_cast<unsigned long long>(st.cwnd), st.path_mtu);
+            std::printf(
+                "[ net ]   %s: pkts %llu/%llu lost %llu spurious %llu pto %llu retx %llu "
+                "srtt %lldus minrtt %lldus cwnd %llu mtu %zu\n",
+                tun == t.get() ? "client" : "server",
+                static_cast<unsigned long long>(st.packets_sent),
+                static_cast<unsigned long long>(st.packets_received),
+                static_cast<unsigned long long>(st.packets_lost),
+                static_cast<unsigned long long>(st.spurious_losses),
+                static_cast<unsigned long long>(st.pto_count_total),
+                static_cast<unsigned long long>(st.retransmitted_bytes),
+                static_cast<long long>(st.smoothed_rtt.count()),
+                static_cast<long long>(st.min_rtt.count()),
+                static_cast<unsigned long long>(st.cwnd), st.path_mtu);
         }
     }
 }
@@ -160,8 +161,6 @@ TEST(Tunnel, HostileDatagramsDoNotHurt) {
     EXPECT_EQ(st.sessions, 1u);  // only the real client
 }
 
-
-
 long rss_kib() {
     long pages = 0, resident = 0;
     if (FILE* f = std::fopen("/proc/self/statm", "r")) {
@@ -235,8 +234,8 @@ struct SpoofRelay {
     udp::socket front, a, b;
     udp::endpoint server, client;
     bool via_b = false;
-    std::uint64_t from_b = 0;   // bytes the server received from b
-    std::uint64_t to_b = 0;     // bytes the server sent to b
+    std::uint64_t from_b = 0;                // bytes the server received from b
+    std::uint64_t to_b = 0;                  // bytes the server sent to b
     std::uint64_t max_to_b_over_from_b = 0;  // worst excess of to_b over 3 * from_b
     std::array<std::uint8_t, 65536> buf_f{}, buf_a{}, buf_b{};
     udp::endpoint src_f, src_a, src_b;
@@ -244,7 +243,8 @@ struct SpoofRelay {
     SpoofRelay(boost::asio::io_context& io, udp::endpoint srv)
         : front(io, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)),
           a(io, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)),
-          b(io, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)), server(srv) {
+          b(io, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0)),
+          server(srv) {
         for (auto* s : {&front, &a, &b}) {
             size(*s);
         }
@@ -258,20 +258,19 @@ struct SpoofRelay {
         s.set_option(boost::asio::socket_base::send_buffer_size(4 << 20));
     }
     void read_front() {
-        front.async_receive_from(boost::asio::buffer(buf_f), src_f,
-                                 [this](boost::system::error_code ec, std::size_t n) {
-                                     if (ec) {
-                                         return;
-                                     }
-                                     client = src_f;
-                                     boost::system::error_code e2;
-                                     (via_b ? b : a).send_to(boost::asio::buffer(buf_f.data(), n),
-                                                             server, 0, e2);
-                                     if (via_b) {
-                                         from_b += n;
-                                     }
-                                     read_front();
-                                 });
+        front.async_receive_from(
+            boost::asio::buffer(buf_f), src_f, [this](boost::system::error_code ec, std::size_t n) {
+                if (ec) {
+                    return;
+                }
+                client = src_f;
+                boost::system::error_code e2;
+                (via_b ? b : a).send_to(boost::asio::buffer(buf_f.data(), n), server, 0, e2);
+                if (via_b) {
+                    from_b += n;
+                }
+                read_front();
+            });
     }
     void read_a() {
         a.async_receive_from(boost::asio::buffer(buf_a), src_a,
@@ -285,18 +284,17 @@ struct SpoofRelay {
                              });
     }
     void read_b() {
-        b.async_receive_from(boost::asio::buffer(buf_b), src_b,
-                             [this](boost::system::error_code ec, std::size_t n) {
-                                 if (ec) {
-                                     return;
-                                 }
-                                 to_b += n;
-                                 if (to_b > 3 * from_b) {
-                                     max_to_b_over_from_b =
-                                         std::max(max_to_b_over_from_b, to_b - 3 * from_b);
-                                 }
-                                 read_b();
-                             });
+        b.async_receive_from(
+            boost::asio::buffer(buf_b), src_b, [this](boost::system::error_code ec, std::size_t n) {
+                if (ec) {
+                    return;
+                }
+                to_b += n;
+                if (to_b > 3 * from_b) {
+                    max_to_b_over_from_b = std::max(max_to_b_over_from_b, to_b - 3 * from_b);
+                }
+                read_b();
+            });
     }
 };
 
@@ -305,16 +303,32 @@ struct SpoofRelay {
 // PATH_CHALLENGE, sends it at most three times what it received from it, gives up, stays on
 // the validated address, and the transfer completes. The relay's switch to `b` happens twice;
 // the second time the candidate is still on the rejected list and is not probed again.
-TEST(Tunnel, UnvalidatedAddressIsNotAdopted) {
-    TransferSpec s;
-    s.streams = 2;
-    s.bytes = s.echo_bytes = 8 << 20;
-    Harness h(s);
-    SpoofRelay relay(h.io, h.dtls_endpoint());
-    TransferApp client(false, s);
+// A DTLS transfer of two streams each way whose client goes through a SpoofRelay.
+struct RelayedTransfer {
+    explicit RelayedTransfer(std::uint64_t bytes)
+        : spec(make(bytes)), h(spec), relay(h.io, h.dtls_endpoint()), client(false, spec) {
+        t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err, relay.port());
+    }
+    static TransferSpec make(std::uint64_t bytes) {
+        TransferSpec s;
+        s.streams = 2;
+        s.bytes = s.echo_bytes = bytes;
+        return s;
+    }
+    TransferSpec spec;
+    Harness h;
+    SpoofRelay relay;
+    TransferApp client;
     std::string err;
-    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err, relay.port());
-    ASSERT_TRUE(t) << err;
+    std::shared_ptr<net::Tunnel> t;
+};
+
+TEST(Tunnel, UnvalidatedAddressIsNotAdopted) {
+    RelayedTransfer x(8 << 20);
+    ASSERT_TRUE(x.t) << x.err;
+    auto& h = x.h;
+    auto& relay = x.relay;
+    auto& client = x.client;
     auto progress = [&] { return client.received() + h.server_app.received(); };
     for (int round = 0; round < 2; ++round) {
         const std::uint64_t mark = progress() + (2u << 20);
@@ -330,13 +344,13 @@ TEST(Tunnel, UnvalidatedAddressIsNotAdopted) {
     EXPECT_EQ(client.error(), "");
     EXPECT_EQ(h.server_app.error(), "");
     const auto st = h.dtls->stats();
-    std::printf("[ net ] spoofed path: challenges %llu failed %llu amplification-limited %llu; "
-                "relay b: in %llu B, out %llu B\n",
-                static_cast<unsigned long long>(st.path_challenges),
-                static_cast<unsigned long long>(st.path_validations_failed),
-                static_cast<unsigned long long>(st.amplification_limited),
-                static_cast<unsigned long long>(relay.from_b),
-                static_cast<unsigned long long>(relay.to_b));
+    std::printf(
+        "[ net ] spoofed path: challenges %llu failed %llu amplification-limited %llu; "
+        "relay b: in %llu B, out %llu B\n",
+        static_cast<unsigned long long>(st.path_challenges),
+        static_cast<unsigned long long>(st.path_validations_failed),
+        static_cast<unsigned long long>(st.amplification_limited),
+        static_cast<unsigned long long>(relay.from_b), static_cast<unsigned long long>(relay.to_b));
     EXPECT_EQ(st.migrations, 0u);
     EXPECT_EQ(st.path_validations_failed, 1u);  // the second switch hit the rejected list
     EXPECT_EQ(st.path_challenges, 3u);
@@ -347,15 +361,11 @@ TEST(Tunnel, UnvalidatedAddressIsNotAdopted) {
 // A client whose datagrams move to a new address that does answer is followed after one
 // PATH_CHALLENGE round trip (the relay's new socket forwards replies).
 TEST(Tunnel, ValidatedAddressIsAdopted) {
-    TransferSpec s;
-    s.streams = 2;
-    s.bytes = s.echo_bytes = 4 << 20;
-    Harness h(s);
-    SpoofRelay relay(h.io, h.dtls_endpoint());
-    TransferApp client(false, s);
-    std::string err;
-    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err, relay.port());
-    ASSERT_TRUE(t) << err;
+    RelayedTransfer x(4 << 20);
+    ASSERT_TRUE(x.t) << x.err;
+    auto& h = x.h;
+    auto& relay = x.relay;
+    auto& client = x.client;
     ASSERT_TRUE(h.run_until([&] { return client.received() > (1u << 20); }, 30));
     // Move to a fresh socket that relays both ways (a NAT rebinding).
     relay.a.close();
@@ -376,9 +386,15 @@ TEST(Tunnel, ValidatedAddressIsAdopted) {
 bool sanitized() { return std::getenv("HG_SANITIZED") != nullptr; }
 
 std::vector<std::string> relay_args(std::uint16_t target, std::vector<std::string> extra) {
-    std::vector<std::string> a = {"--udp", "--listen", "127.0.0.1:0", "--target",
-                                  "127.0.0.1:" + std::to_string(target), "--control",
-                                  "127.0.0.1:0", "--log-level", "error"};
+    std::vector<std::string> a = {"--udp",
+                                  "--listen",
+                                  "127.0.0.1:0",
+                                  "--target",
+                                  "127.0.0.1:" + std::to_string(target),
+                                  "--control",
+                                  "127.0.0.1:0",
+                                  "--log-level",
+                                  "error"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
 }
@@ -391,9 +407,8 @@ TEST(TunnelImpaired, DtlsThroughLossyRelay) {
     s.bytes = sanitized() ? 16ull << 20 : 200ull << 20;
     s.echo_bytes = 0;
     Harness h(s);
-    ImpairProcess relay(relay_args(h.dtls_endpoint().port(),
-                                   {"--loss", "3", "--delay-ms", "15", "--jitter-ms", "2",
-                                    "--seed", "7"}));
+    ImpairProcess relay(relay_args(h.dtls_endpoint().port(), {"--loss", "3", "--delay-ms", "15",
+                                                              "--jitter-ms", "2", "--seed", "7"}));
     ASSERT_TRUE(relay.started()) << relay.start_line();
     TransferApp client(false, s);
     std::string err;
@@ -406,11 +421,11 @@ TEST(TunnelImpaired, DtlsThroughLossyRelay) {
     EXPECT_EQ(client.error(), "");
     EXPECT_EQ(client.received(), s.bytes);
     const auto& st = t->conn().stats();
-    std::printf("[ net ] dtls via relay 3%% loss 30ms: %.1f MiB in %.1f s (%.1f MiB/s), "
-                "client saw %llu packets lost by the server's count\n",
-                static_cast<double>(s.bytes) / 1048576, secs,
-                static_cast<double>(s.bytes) / 1048576 / secs,
-                static_cast<unsigned long long>(st.packets_lost));
+    std::printf(
+        "[ net ] dtls via relay 3%% loss 30ms: %.1f MiB in %.1f s (%.1f MiB/s), "
+        "client saw %llu packets lost by the server's count\n",
+        static_cast<double>(s.bytes) / 1048576, secs, static_cast<double>(s.bytes) / 1048576 / secs,
+        static_cast<unsigned long long>(st.packets_lost));
 }
 
 // NAT rebinding mid-transfer: the relay changes its source port, the server follows the client by
