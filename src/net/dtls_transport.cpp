@@ -402,21 +402,8 @@ private:
         if (auto e = engine_->timeout()) {
             t = std::min(t, core::steady_now() + *e);
         }
-        if (t == core::kInstantMax) {
-            timer_.cancel();
-            return;
-        }
-        timer_.expires_at(to_steady(t));
-        std::weak_ptr<Tunnel> weak = shared_from_this();
-        timer_.async_wait([weak](const boost::system::error_code& ec) {
-            if (ec) {
-                return;
-            }
-            if (auto self = weak.lock()) {
-                auto* s = static_cast<ServerSession*>(self.get());
-                s->on_timer();
-            }
-        });
+        arm_timer_at(timer_, t, shared_from_this(),
+                     [](Tunnel& self) { static_cast<ServerSession&>(self).on_timer(); });
     }
 
     void on_timer() {
@@ -892,32 +879,24 @@ private:
         if (auto e = engine_->timeout()) {
             t = std::min(t, core::steady_now() + *e);
         }
-        if (t == core::kInstantMax) {
-            timer_.cancel();
+        arm_timer_at(timer_, t, shared_from_this(),
+                     [](Tunnel& self) { static_cast<ClientTunnel&>(self).on_timer(); });
+    }
+
+    void on_timer() {
+        if (closed_) {
             return;
         }
-        timer_.expires_at(to_steady(t));
-        std::weak_ptr<Tunnel> weak = shared_from_this();
-        timer_.async_wait([weak](const boost::system::error_code& ec) {
-            auto self = weak.lock();
-            if (!self || ec) {
-                return;
+        const Instant now = core::steady_now();
+        if (auto e = engine_->timeout(); e && e->count() <= 0) {
+            engine_->on_timeout();
+        }
+        if (conn_) {
+            if (auto n = conn_->next_timeout(); n && *n <= now) {
+                conn_->on_timeout(now);
             }
-            auto* c = static_cast<ClientTunnel*>(self.get());
-            if (c->closed_) {
-                return;
-            }
-            const Instant now = core::steady_now();
-            if (auto e = c->engine_->timeout(); e && e->count() <= 0) {
-                c->engine_->on_timeout();
-            }
-            if (c->conn_) {
-                if (auto n = c->conn_->next_timeout(); n && *n <= now) {
-                    c->conn_->on_timeout(now);
-                }
-            }
-            c->flush();
-        });
+        }
+        flush();
     }
 
     void fail(const std::string& why) {

@@ -290,25 +290,15 @@ private:
     void arm_timer() {
         Instant t = conn_ ? conn_->next_timeout().value_or(core::kInstantMax)
                           : started_ + opts_.handshake_timeout;
-        if (t == core::kInstantMax) {
-            timer_.cancel();
-            return;
-        }
-        timer_.expires_at(to_steady(t));
-        std::weak_ptr<Tunnel> weak = shared_from_this();
-        timer_.async_wait([weak](const boost::system::error_code& ec) {
-            auto self = weak.lock();
-            if (!self || ec) {
+        arm_timer_at(timer_, t, shared_from_this(), [](Tunnel& self) {
+            auto& tun = static_cast<TlsTunnel&>(self);
+            if (tun.closed_) {
                 return;
             }
-            auto* tun = static_cast<TlsTunnel*>(self.get());
-            if (tun->closed_) {
-                return;
+            if (tun.conn_) {
+                tun.conn_->on_timeout(core::steady_now());
             }
-            if (tun->conn_) {
-                tun->conn_->on_timeout(core::steady_now());
-            }
-            tun->flush();
+            tun.flush();
         });
     }
 

@@ -1,5 +1,8 @@
 #include "proto/frame.hpp"
 
+#include <algorithm>
+#include <type_traits>
+
 namespace hopgate::proto {
 namespace {
 
@@ -379,6 +382,57 @@ bool is_ack_eliciting(const Frame& f) {
 
 std::size_t stream_frame_overhead(std::uint64_t stream_id, std::uint64_t offset, std::size_t len) {
     return 1 + varint_size(stream_id) + (offset ? varint_size(offset) : 0) + varint_size(len);
+}
+
+bool frames_equal(const Frame& a, const Frame& b) {
+    if (a.index() != b.index()) {
+        return false;
+    }
+    return std::visit(
+        [&b](const auto& x) -> bool {
+            using T = std::decay_t<decltype(x)>;
+            const T& y = std::get<T>(b);
+            if constexpr (std::is_same_v<T, PaddingFrame>) {
+                return x.length == y.length;
+            } else if constexpr (std::is_same_v<T, PingFrame>) {
+                return true;
+            } else if constexpr (std::is_same_v<T, AckFrame>) {
+                return x.ack_delay_us == y.ack_delay_us && x.ranges == y.ranges;
+            } else if constexpr (std::is_same_v<T, ResetStreamFrame>) {
+                return x.stream_id == y.stream_id && x.error_code == y.error_code &&
+                       x.final_size == y.final_size;
+            } else if constexpr (std::is_same_v<T, StopSendingFrame>) {
+                return x.stream_id == y.stream_id && x.error_code == y.error_code;
+            } else if constexpr (std::is_same_v<T, StreamFrame>) {
+                return x.stream_id == y.stream_id && x.offset == y.offset && x.fin == y.fin &&
+                       std::equal(x.data.begin(), x.data.end(), y.data.begin(), y.data.end());
+            } else if constexpr (std::is_same_v<T, MaxDataFrame> ||
+                                 std::is_same_v<T, MaxStreamsFrame>) {
+                return x.maximum == y.maximum;
+            } else if constexpr (std::is_same_v<T, MaxStreamDataFrame>) {
+                return x.stream_id == y.stream_id && x.maximum == y.maximum;
+            } else if constexpr (std::is_same_v<T, DataBlockedFrame> ||
+                                 std::is_same_v<T, StreamsBlockedFrame>) {
+                return x.limit == y.limit;
+            } else if constexpr (std::is_same_v<T, StreamDataBlockedFrame>) {
+                return x.stream_id == y.stream_id && x.limit == y.limit;
+            } else if constexpr (std::is_same_v<T, PathChallengeFrame> ||
+                                 std::is_same_v<T, PathResponseFrame>) {
+                return x.data == y.data;
+            } else if constexpr (std::is_same_v<T, ConnectionCloseFrame>) {
+                return x.error_code == y.error_code && x.reason == y.reason;
+            } else if constexpr (std::is_same_v<T, AuthFrame>) {
+                return x.version == y.version && x.domain == y.domain &&
+                       x.api_key == y.api_key && x.client_version == y.client_version &&
+                       x.params == y.params;
+            } else if constexpr (std::is_same_v<T, AuthOkFrame>) {
+                return x.params == y.params;
+            } else {
+                static_assert(std::is_same_v<T, AuthFailFrame>);
+                return x.reason_code == y.reason_code && x.message == y.message;
+            }
+        },
+        a);
 }
 
 }  // namespace hopgate::proto

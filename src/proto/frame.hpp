@@ -166,4 +166,7 @@ std::size_t stream_frame_overhead(std::uint64_t stream_id, std::uint64_t offset,
 bool encode_transport_params(Writer& w, const TransportParams& p);
 bool decode_transport_params(Reader& r, TransportParams& p);
 
+// Field-by-field equality of two frames (a STREAM frame's data compared by content).
+bool frames_equal(const Frame& a, const Frame& b);
+
 }  // namespace hopgate::proto

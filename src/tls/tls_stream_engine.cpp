@@ -7,6 +7,7 @@
 #include <climits>
 
 #include "tls/error.hpp"
+#include "tls/ssl_util.hpp"
 
 namespace hopgate::tls {
 namespace {
@@ -84,18 +85,7 @@ void TlsStreamEngine::drive_handshake() {
 }
 
 std::string TlsStreamEngine::describe_failure(const char* what) const {
-    std::string out = what;
-    out += " failed: ";
-    out += drain_openssl_errors("no OpenSSL error");
-    if (ssl_ && !server_) {
-        long vr = SSL_get_verify_result(ssl_.get());
-        if (vr != X509_V_OK) {
-            out += " (certificate: ";
-            out += X509_verify_cert_error_string(vr);
-            out += ")";
-        }
-    }
-    return out;
+    return detail::describe_ssl_failure(ssl_.get(), !server_, what);
 }
 
 void TlsStreamEngine::fail(Errc code, std::string why) {
@@ -218,27 +208,13 @@ void TlsStreamEngine::close_notify() {
     }
     closed_ = true;
     if (done_ && !failed_) {
-        ERR_clear_error();
-        (void)SSL_shutdown(ssl_.get());
-        ERR_clear_error();
+        detail::ssl_close_notify(ssl_.get());
     }
 }
 
-std::string_view TlsStreamEngine::alpn() const {
-    if (!ssl_) {
-        return {};
-    }
-    const unsigned char* sel = nullptr;
-    unsigned int len = 0;
-    SSL_get0_alpn_selected(ssl_.get(), &sel, &len);
-    return sel != nullptr ? std::string_view(reinterpret_cast<const char*>(sel), len)
-                          : std::string_view();
-}
+std::string_view TlsStreamEngine::alpn() const { return detail::ssl_alpn(ssl_.get()); }
 
-std::string_view TlsStreamEngine::cipher() const {
-    const SSL_CIPHER* c = ssl_ ? SSL_get_current_cipher(ssl_.get()) : nullptr;
-    return c != nullptr ? SSL_CIPHER_get_name(c) : "";
-}
+std::string_view TlsStreamEngine::cipher() const { return detail::ssl_cipher(ssl_.get()); }
 
 std::string_view TlsStreamEngine::version() const {
     return ssl_ ? SSL_get_version(ssl_.get()) : "";
