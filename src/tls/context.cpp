@@ -65,12 +65,48 @@ std::string alpn_wire(const std::vector<std::string>& alpn) {
     return wire;
 }
 
+// Per-connection flag: the ClientHello offered acme-tls/1 (set by client_hello_cb).
+int acme_tls_index() {
+    static const int idx = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return idx;
+}
+
+bool offered_acme_tls(SSL* ssl) { return SSL_get_ex_data(ssl, acme_tls_index()) != nullptr; }
+
+// SSL_CTX_set_client_hello_cb: runs before SNI, ALPN and certificate selection in every TLS
+// version, so it is where a TLS-ALPN-01 validation is recognised.
+int client_hello_cb(SSL* ssl, int*, void*) noexcept {
+    const unsigned char* p = nullptr;
+    std::size_t len = 0;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &p,
+                                  &len) != 1 ||
+        len < 2) {
+        return SSL_CLIENT_HELLO_SUCCESS;
+    }
+    const std::string_view want(kAlpnAcmeTls);
+    std::size_t i = 2;
+    const std::size_t end = std::min<std::size_t>(len, 2 + ((std::size_t{p[0]} << 8) | p[1]));
+    while (i < end) {
+        const std::size_t n = p[i];
+        if (i + 1 + n > end) {
+            break;
+        }
+        if (std::string_view(reinterpret_cast<const char*>(p + i + 1), n) == want) {
+            SSL_set_ex_data(ssl, acme_tls_index(), reinterpret_cast<void*>(1));
+            break;
+        }
+        i += 1 + n;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 // SSL_CTX_set_cert_cb: installs the certificate chosen for this connection's SNI.
 int cert_cb(SSL* ssl, void* arg) noexcept {
     try {
         const auto* store = static_cast<const CertStore*>(arg);
         const char* sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-        auto ck = store->select(sni != nullptr ? std::string_view(sni) : std::string_view());
+        const std::string_view name = sni != nullptr ? std::string_view(sni) : std::string_view();
+        auto ck = offered_acme_tls(ssl) ? store->select_challenge(name) : store->select(name);
         if (!ck) {
             return 0;
         }
@@ -80,14 +116,21 @@ int cert_cb(SSL* ssl, void* arg) noexcept {
     }
 }
 
-int alpn_select_cb(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                   unsigned int inlen, void* arg) noexcept {
+int alpn_select_cb(SSL* ssl, const unsigned char** out, unsigned char* outlen,
+                   const unsigned char* in, unsigned int inlen, void* arg) noexcept {
     const auto* wire = static_cast<const std::string*>(arg);
+    const std::string_view acme(kAlpnAcmeTls);
+    const bool acme_only = offered_acme_tls(ssl);
     // Server preference: walk our list, look for each in the client's.
     std::size_t i = 0;
     while (i < wire->size()) {
         auto len = static_cast<unsigned char>((*wire)[i]);
         const auto* ours = reinterpret_cast<const unsigned char*>(wire->data() + i + 1);
+        // A TLS-ALPN-01 validation negotiates acme-tls/1 and nothing else; nobody else does.
+        if ((std::string_view(reinterpret_cast<const char*>(ours), len) == acme) != acme_only) {
+            i += 1u + len;
+            continue;
+        }
         unsigned int j = 0;
         while (j < inlen) {
             unsigned char clen = in[j];
@@ -154,6 +197,26 @@ std::shared_ptr<const CertifiedKey> CertStore::select(std::string_view server_na
     return default_;
 }
 
+void CertStore::set_challenge(std::string_view name, std::shared_ptr<const CertifiedKey> ck) {
+    std::string key = lower(name);
+    std::lock_guard lock(mu_);
+    challenges_[std::move(key)] = std::move(ck);
+}
+
+bool CertStore::remove_challenge(std::string_view name) {
+    std::string key = lower(name);
+    std::lock_guard lock(mu_);
+    return challenges_.erase(key) > 0;
+}
+
+std::shared_ptr<const CertifiedKey> CertStore::select_challenge(
+    std::string_view server_name) const {
+    std::string name = lower(server_name);
+    std::lock_guard lock(mu_);
+    auto it = challenges_.find(name);
+    return it != challenges_.end() ? it->second : nullptr;
+}
+
 std::size_t CertStore::size() const {
     std::lock_guard lock(mu_);
     return by_name_.size() + (default_ ? 1 : 0);
@@ -174,6 +237,9 @@ Context::Context(SslCtxPtr ctx, Protocol p, std::shared_ptr<CertStore> store, bo
         SSL_CTX_set_cert_cb(c, cert_cb, store_.get());
         if (!alpn_.empty()) {
             SSL_CTX_set_alpn_select_cb(c, alpn_select_cb, &alpn_wire_);
+        }
+        if (std::find(alpn_.begin(), alpn_.end(), kAlpnAcmeTls) != alpn_.end()) {
+            SSL_CTX_set_client_hello_cb(c, client_hello_cb, nullptr);
         }
         if (protocol_ == Protocol::kDtls) {
             SSL_CTX_set_cookie_generate_cb(c, cookie_generate_cb);

@@ -27,6 +27,10 @@ enum class Protocol {
 };
 
 inline constexpr const char* kAlpnHopgate = "hopgate/1";
+// RFC 8737 TLS-ALPN-01. A server context whose ALPN list holds it answers a ClientHello that
+// offers it with the store's challenge certificate for the SNI name (and fails the handshake
+// when there is none); other clients never negotiate it.
+inline constexpr const char* kAlpnAcmeTls = "acme-tls/1";
 
 // Server certificates by SNI name. Lookup order: exact name, then "*.<parent>" (one label),
 // then the default. Names are compared lower-case. Thread-safe; selection copies a shared_ptr
@@ -41,9 +45,15 @@ class CertStore {
     std::shared_ptr<const CertifiedKey> select(std::string_view server_name) const;
     std::size_t size() const;
 
+    // TLS-ALPN-01 challenge certificates, by exact name (ACME).
+    void set_challenge(std::string_view name, std::shared_ptr<const CertifiedKey> ck);
+    bool remove_challenge(std::string_view name);
+    std::shared_ptr<const CertifiedKey> select_challenge(std::string_view server_name) const;
+
   private:
     mutable std::mutex mu_;
     std::unordered_map<std::string, std::shared_ptr<const CertifiedKey>> by_name_;
+    std::unordered_map<std::string, std::shared_ptr<const CertifiedKey>> challenges_;
     std::shared_ptr<const CertifiedKey> default_;
 };
 
