@@ -24,6 +24,7 @@ Agent::Agent(asio::io_context& io, AgentConfig cfg, core::Logger log)
     if (!bad.empty()) {
         throw std::runtime_error("HOP_CLIENT_LOCAL_TARGET: " + bad);
     }
+    fo.access_log = log_.with_component("access");
     forwarder_ = std::make_unique<LocalForwarder>(io.get_executor(), fo);
     forwarder_->on_other_event = [this](net::Tunnel& t, proto::Event& ev) { on_event(t, ev); };
 }

@@ -158,6 +158,7 @@ public:
           timer_(fwd.ex_) {}
 
     void start() {
+        started_ = Clock::now();
         ++fwd_->st_.requests_total;
         build_request();
         touch();
@@ -379,6 +380,7 @@ private:
             return;
         }
         req_body_consumed_ += r->bytes;
+        bytes_in_ += r->bytes;
         tunnel_fin_ = r->fin;
         auto& body = req_.body();
         body.data = r->bytes > 0 ? req_buf_.data() : nullptr;
@@ -556,6 +558,7 @@ private:
             return;
         }
         head_sent_ = true;
+        status_ = status;
         ++fwd_->st_.responses_total;
         touch();
         if (status == 101) {
@@ -633,6 +636,7 @@ private:
             }
             pend_off_ += *r;
             pend_len_ -= *r;
+            bytes_out_ += *r;
             if (*r > 0) {
                 touch();
             }
@@ -730,6 +734,7 @@ private:
         if (!r || (r->bytes == 0 && !r->fin)) {
             return;
         }
+        bytes_in_ += r->bytes;
         tunnel_fin_ = r->fin;
         if (r->bytes == 0) {
             half_close_local();
@@ -798,8 +803,26 @@ private:
         finish(reusable);
     }
 
+    void log_access(std::uint64_t code) const {
+        const std::string_view path = std::string_view(head_.target).substr(
+            0, std::string_view(head_.target).find('?'));
+        opts_.access_log.info(
+            "request",
+            {{"request_id", head_.request_id},
+             {"method", head_.method},
+             {"path", path},
+             {"status", status_},
+             {"bytes_in", bytes_in_},
+             {"bytes_out", bytes_out_},
+             {"duration_ms",
+              std::chrono::duration<double, std::milli>(Clock::now() - started_).count()},
+             {"upgrade", upgraded_},
+             {"result", code == 0 ? std::string_view("ok") : stream_code_name(code)}});
+    }
+
     void finish(bool reusable) {
         auto self = shared_from_this();
+        log_access(0);
         ++fwd_->st_.completed_total;
         flush();
         done_ = true;
@@ -817,6 +840,7 @@ private:
             return;
         }
         auto self = shared_from_this();
+        log_access(code);
         if (auto t = tunnel()) {
             (void)t->conn().stream_reset(id_, code);
             (void)t->conn().stream_stop_sending(id_, code);
@@ -890,6 +914,11 @@ private:
     bool req_done_ = false;    // request (or the pipe's tunnel->local half) fully written
     bool tunnel_fin_ = false;  // FIN read from the stream
     std::uint64_t req_body_consumed_ = 0;
+    // Access log: stream bytes read (request, or visitor -> service on a pipe) and written.
+    Clock::time_point started_{};
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_ = 0;
+    unsigned status_ = 0;
 
     beast::flat_buffer rbuf_;
     std::optional<http::response_parser<http::buffer_body>> parser_;

@@ -40,6 +40,7 @@
 
 #include "client/local_pool.hpp"
 #include "client/stream_codes.hpp"
+#include "core/log.hpp"
 #include "net/tunnel.hpp"
 
 namespace hopgate::client {
@@ -59,6 +60,9 @@ struct ForwarderOptions {
     std::chrono::milliseconds upgrade_idle_timeout{3'600'000};
     std::size_t io_buffer_size = 32 * 1024;         // per direction per exchange
     std::uint32_t max_response_header_bytes = 64 * 1024;
+    // One "request" line per exchange when it ends (request_id from the server's stream head,
+    // method, path, status, bytes, duration, result). Default: discarded.
+    core::Logger access_log;
 };
 
 // Parses a local target "host:port", "[v6]:port" or "http://host:port[/]" into host and port.

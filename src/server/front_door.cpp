@@ -17,7 +17,10 @@
 #include <boost/asio/post.hpp>
 #include <map>
 #include <unordered_map>
+#include <unordered_set>
 
+#include "core/buffer_budget.hpp"
+#include "http/forwarding.hpp"
 #include "server/metrics.hpp"
 #include "server/request_head.hpp"
 #include "server/tunnel_pool.hpp"
@@ -62,13 +65,25 @@ struct FrontDoor::Impl : std::enable_shared_from_this<FrontDoor::Impl> {
     // (tunnel, stream) -> the session proxying that exchange.
     // Open exchanges hold their session alive while it waits for the tunnel.
     std::map<std::pair<const net::Tunnel*, proto::StreamId>, std::shared_ptr<Session>> exchanges;
+    std::unordered_set<Session*> sessions;  // every open visitor connection (not owning)
     std::size_t live = 0;
     bool stopped = false;
+    core::BufferBudget budget;  // proxy I/O buffers of all exchanges
 
     Impl(asio::io_context& io_, TunnelPool& p, FrontDoorOptions o, ControlHandler c,
          ErrorPageRenderer r, Metrics* m)
         : io(io_), pool(p), opts(std::move(o)), control(std::move(c)), pages(std::move(r)),
-          metrics(m) {}
+          metrics(m), budget(opts.buffer_budget) {}
+
+    void update_gauges() {
+        if (metrics) {
+            metrics->connections_open.set(static_cast<std::int64_t>(live));
+            metrics->proxy_buffer_bytes.set(static_cast<std::int64_t>(budget.in_use()));
+        }
+    }
+    // Runs `f` on every open session (a copy: `f` may close connections).
+    template <class F>
+    void each_session(F f);
 
     void accept_https(tcp::acceptor& a);
     void accept_http(tcp::acceptor& a, std::uint16_t https_port);
@@ -83,23 +98,31 @@ std::string remote_ip_of(const tcp::socket& s) {
 }
 
 // One visitor connection over TLS. Requests on it are handled one after another (keep-alive);
-// pipelined requests wait in the read buffer until the current response is complete.
+// pipelined requests wait in the read buffer until the current response is complete, so their
+// responses go out in request order.
 class Session : public std::enable_shared_from_this<Session> {
 public:
     Session(tcp::socket sock, asio::ssl::context& ctx, std::shared_ptr<FrontDoor::Impl> door)
         : remote_ip_(remote_ip_of(sock)), stream_(std::move(sock), ctx), door_(door),
           head_timer_(door->io) {
         ++door->live;
+        door->sessions.insert(this);
+        door->update_gauges();
     }
     ~Session() {
+        log_access(false);
+        bufs_.reset();
         if (auto d = door_.lock()) {
             --d->live;
+            d->sessions.erase(this);
             unregister();
+            d->update_gauges();
         }
     }
 
     void start() {
         auto d = door_.lock();
+        // One deadline for the TLS handshake and the whole first request head (slowloris).
         beast::get_lowest_layer(stream_).expires_after(d->opts.header_timeout);
         stream_.async_handshake(asio::ssl::stream_base::server,
                                 [self = shared_from_this()](beast::error_code ec) {
@@ -108,6 +131,18 @@ public:
                                     }
                                 });
     }
+
+    // The front door stops: an idle connection closes now, a busy one after its response.
+    void drain() {
+        draining_ = true;
+        keep_alive_ = false;
+        if (!in_request_) {
+            abort_connection();
+        }
+    }
+
+    // The drain deadline passed.
+    void force_close() { abort_exchange(); }
 
     // ---- tunnel side (called by FrontDoor::on_stream_event)
     void on_stream_event(net::Tunnel& t, proto::Event& ev) {
@@ -119,9 +154,15 @@ public:
                 break;
             case proto::EventType::kStreamReadable: pump_response(); break;
             case proto::EventType::kStreamWritable: pump_request(); break;
-            case proto::EventType::kStreamReset:
-            case proto::EventType::kStreamStopSending: on_stream_reset(ev.code); break;
-            case proto::EventType::kStreamClosed: stream_open_ = false; unregister(); break;
+            case proto::EventType::kStreamReset: on_stream_reset(ev.code); break;
+            case proto::EventType::kStreamStopSending: on_stop_sending(); break;
+            case proto::EventType::kStreamClosed:
+                stream_open_ = false;
+                unregister();
+                if (piping_) {
+                    pump_response();  // the stream is gone: ends the pipe
+                }
+                break;
             default: break;
         }
         (void)t;
@@ -130,6 +171,9 @@ public:
     void on_tunnel_gone() { on_stream_reset(0); }
 
 private:
+    std::uint8_t* up() { return bufs_->bytes().data(); }
+    std::uint8_t* down() { return bufs_->bytes().data() + kChunk; }
+
     // ------------------------------------------------------------------ request
     void read_header() {
         auto d = door_.lock();
@@ -139,12 +183,24 @@ private:
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(d->opts.max_header_bytes));
         parser_->body_limit(boost::none);
-        beast::get_lowest_layer(stream_).expires_after(
-            request_count_ == 0 ? d->opts.header_timeout : d->opts.idle_timeout);
+        if (request_count_ > 0) {
+            // Keep-alive: the next head (all of it) must come within the keep-alive timeout.
+            beast::get_lowest_layer(stream_).expires_after(d->opts.keepalive_timeout);
+        }
         http::async_read_header(stream_, buf_, *parser_,
                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                     self->on_header(ec);
                                 });
+    }
+
+    void begin_request() {
+        ++request_count_;
+        in_request_ = true;
+        logged_ = false;
+        started_ = std::chrono::steady_clock::now();
+        bytes_in_ = bytes_out_ = 0;
+        status_ = 0;
+        transport_.clear();
     }
 
     void on_header(beast::error_code ec) {
@@ -157,18 +213,28 @@ private:
                 ec == http::error::bad_method || ec == http::error::bad_version ||
                 ec == http::error::bad_field || ec == http::error::bad_value ||
                 ec == http::error::bad_line_ending || ec == http::error::bad_chunk) {
+                begin_request();
+                rid_ = new_request_id();
+                method_.clear();
+                host_.clear();
+                path_.clear();
                 send_page(400, "", false);
             }
             return;  // EOF, timeout (slowloris) or reset: the connection ends
         }
-        ++request_count_;
-        started_ = std::chrono::steady_clock::now();
+        begin_request();
         auto& req = parser_->get();
-        rid_ = new_request_id();
+        const auto incoming = req["X-Request-Id"];
+        rid_ = choose_request_id(std::string_view(incoming.data(), incoming.size()),
+                                 new_request_id());
         method_ = std::string(req.method_string());
-        keep_alive_ = req.keep_alive();
+        const auto target = req.target();
+        path_ = std::string(std::string_view(target.data(), target.size()).substr(
+            0, std::string_view(target.data(), target.size()).find('?')));
+        keep_alive_ = req.keep_alive() && !draining_;
         auto host = route_host(req);
         if (!host) {
+            host_.clear();
             send_page(400, "", false);
             return;
         }
@@ -208,6 +274,7 @@ private:
         }
         ControlRequest req = control_req_->release();
         control_req_.reset();
+        bytes_in_ += req.body().size();
         // The reply holds the session: nothing else does while the registry works.
         d->control(std::move(req), remote_ip_,
                    [self = shared_from_this()](ControlResponse res) {
@@ -216,9 +283,17 @@ private:
     }
 
     void write_control(ControlResponse res) {
+        // A fresh deadline: the head's deadline may have passed while the answer was prepared.
+        if (auto d = door_.lock()) {
+            beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
+        }
         res.keep_alive(keep_alive_);
+        if (!rid_.empty()) {
+            res.set("X-Request-Id", rid_);
+        }
         res.prepare_payload();
         status_ = res.result_int();
+        bytes_out_ += res.body().size();
         auto sp = std::make_shared<ControlResponse>(std::move(res));
         http::async_write(stream_, *sp, [self = shared_from_this(), sp](beast::error_code ec,
                                                                         std::size_t) {
@@ -232,6 +307,9 @@ private:
             return;
         }
         ControlResponse res = d->pages(status, host, rid_);
+        if (status == 503) {
+            res.set(http::field::retry_after, "1");
+        }
         keep_alive_ = keep && keep_alive_;
         if (d->metrics) {
             d->metrics->proxy_error(status);
@@ -249,8 +327,28 @@ private:
             send_page(d->pool.known(host_) ? 502 : 404, host_, parser_->is_done());
             return;
         }
+        // The exchange's two I/O buffers come from the server-wide budget, or it is refused.
+        bufs_ = d->budget.try_acquire(2 * kChunk);
+        d->update_gauges();
+        if (!bufs_) {
+            tunnel_.reset();
+            send_page(503, host_, false);
+            return;
+        }
+        transport_ = net::transport_name(tunnel_->kind());
         auto& req = parser_->get();
         proto::StreamMeta meta = request_head(req, remote_ip_, host_, rid_);
+        upgrade_req_ = meta.kind == proto::StreamKind::kUpgrade;
+        if (upgrade_req_ && !parser_->is_done()) {
+            // An upgrade request with a body (rare, e.g. h2c over POST) is proxied as a plain
+            // request: its body keeps its framing and the answer cannot be a pipe.
+            upgrade_req_ = false;
+            meta.kind = proto::StreamKind::kHttp;
+            std::erase_if(meta.headers, [](const proto::Header& h) {
+                return ::hopgate::http::iequals(h.name, "upgrade") ||
+                       ::hopgate::http::iequals(h.name, "connection");
+            });
+        }
         auto id = tunnel_->conn().open_stream(meta);
         if (!id) {
             tunnel_.reset();
@@ -269,7 +367,9 @@ private:
         });
         upload_done_ = parser_->is_done();
         if (upload_done_) {
-            finish_upload();
+            if (!upgrade_req_) {
+                finish_upload();  // an upgrade keeps this direction open for the pipe
+            }
         } else {
             read_body();
         }
@@ -278,13 +378,14 @@ private:
 
     // Upload: visitor body -> tunnel stream, chunk by chunk.
     void read_body() {
-        if (upload_done_ || reading_body_ || pending_up_ > 0 || !stream_open_) {
+        if (upload_done_ || upload_finished_ || reading_body_ || pending_up_ > 0 ||
+            !stream_open_) {
             return;
         }
         auto d = door_.lock();
         reading_body_ = true;
-        parser_->get().body().data = up_.data();
-        parser_->get().body().size = up_.size();
+        parser_->get().body().data = up();
+        parser_->get().body().size = kChunk;
         beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
         http::async_read(stream_, buf_, *parser_,
                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -301,19 +402,24 @@ private:
             abort_exchange();
             return;
         }
-        pending_up_ = up_.size() - parser_->get().body().size;
+        pending_up_ = kChunk - parser_->get().body().size;
         pending_off_ = 0;
+        bytes_in_ += pending_up_;
         upload_done_ = parser_->is_done();
         pump_request();
     }
 
     void pump_request() {
-        if (!tunnel_ || !stream_open_) {
+        if (!tunnel_ || !stream_open_ || !bufs_) {
+            return;
+        }
+        if (upload_finished_) {
+            pending_up_ = 0;  // the client stopped reading this direction: drop the rest
             return;
         }
         while (pending_up_ > 0) {
             auto r = tunnel_->conn().stream_write(
-                stream_id_, std::span<const std::uint8_t>(up_.data() + pending_off_, pending_up_),
+                stream_id_, std::span<const std::uint8_t>(up() + pending_off_, pending_up_),
                 false);
             if (!r) {
                 if (r.error() == proto::Errc::kWouldBlock) {
@@ -325,12 +431,15 @@ private:
             }
             pending_off_ += *r;
             pending_up_ -= *r;
+            up_progress_ = std::chrono::steady_clock::now();
             if (*r == 0) {
                 break;
             }
         }
         if (pending_up_ == 0) {
-            if (upload_done_) {
+            if (piping_) {
+                pipe_read_visitor();
+            } else if (upload_done_) {
                 finish_upload();
             } else {
                 read_body();
@@ -356,11 +465,24 @@ private:
         }
         head_sent_ = true;
         auto d = door_.lock();
+        if (!d) {
+            abort_exchange();
+            return;
+        }
         res_.emplace();
         res_->result(m.status);
         res_->version(11);
-        fill_response_headers(*res_, m, d->opts.hsts);
+        fill_response_headers(*res_, m, d->opts.hsts, rid_);
         status_ = m.status;
+        if (upgrade_req_ && m.status == 101) {
+            start_pipe();
+            return;
+        }
+        if (upgrade_req_) {
+            // The service declined the upgrade: an ordinary response to a body-less request.
+            upgrade_req_ = false;
+            finish_upload();
+        }
         if (method_ == "HEAD" || m.status == 204 || m.status == 304) {
             no_body_ = true;
         }
@@ -372,6 +494,8 @@ private:
         res_->body().more = true;
         sr_.emplace(*res_);
         writing_ = true;
+        // The header deadline of the request may have passed while the tunnel answered.
+        beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
         http::async_write_header(stream_, *sr_,
                                  [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                      self->writing_ = false;
@@ -384,31 +508,40 @@ private:
     }
 
     void pump_response() {
-        if (!head_sent_ || writing_ || body_done_ || !tunnel_) {
+        if (!head_sent_ || writing_ || body_done_ || !tunnel_ || !bufs_) {
             return;
         }
         bool fin = false;
         std::size_t n = 0;
         if (stream_open_) {
-            auto r = tunnel_->conn().stream_read(stream_id_, down_);
+            auto r = tunnel_->conn().stream_read(stream_id_, std::span<std::uint8_t>(down(), kChunk));
             if (!r) {
                 fin = true;  // the stream is gone: end what we have
             } else {
                 n = r->bytes;
                 fin = r->fin;
             }
+        } else {
+            fin = true;
         }
         if (n == 0 && !fin) {
             tunnel_->flush();  // credit returned by the read
             return;
         }
+        if (piping_) {
+            pipe_write_visitor(n, fin);
+            return;
+        }
         auto d = door_.lock();
-        res_->body().data = n > 0 ? down_.data() : nullptr;
+        res_->body().data = n > 0 ? down() : nullptr;
         res_->body().size = n;
         res_->body().more = !fin;
         body_done_ = fin;
+        bytes_out_ += n;
         writing_ = true;
-        beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
+        if (d) {
+            beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
+        }
         http::async_write(stream_, *sr_,
                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
                               self->writing_ = false;
@@ -428,12 +561,184 @@ private:
         tunnel_->flush();
     }
 
+    // ------------------------------------------------------------------ upgraded pipe
+    // After a 101 the connection carries raw bytes both ways: visitor -> stream through up(),
+    // stream -> visitor through down(), each direction reading only when its buffer was taken
+    // by the other side. Only the upgrade idle timeout applies (no total deadline).
+    void start_pipe() {
+        auto d = door_.lock();
+        piping_ = true;
+        if (d->metrics) {
+            d->metrics->upgrades.inc();
+        }
+        beast::get_lowest_layer(stream_).expires_never();
+        pipe_touch();
+        sr_.emplace(*res_);
+        writing_ = true;
+        http::async_write_header(stream_, *sr_,
+                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                     self->writing_ = false;
+                                     if (ec) {
+                                         self->abort_exchange();
+                                         return;
+                                     }
+                                     self->pipe_read_visitor();
+                                     self->pump_response();  // bytes sent right after the 101
+                                 });
+    }
+
+    void pipe_read_visitor() {
+        if (!piping_ || upload_finished_ || closing_ || reading_body_ || pending_up_ > 0 ||
+            !stream_open_ || !bufs_) {
+            return;
+        }
+        if (buf_.size() > 0) {
+            // Bytes the visitor sent right behind its request head, already read.
+            const std::size_t n = asio::buffer_copy(asio::buffer(up(), kChunk), buf_.data());
+            buf_.consume(n);
+            pending_up_ = n;
+            pending_off_ = 0;
+            bytes_in_ += n;
+            pump_request();
+            return;
+        }
+        reading_body_ = true;
+        stream_.async_read_some(
+            asio::buffer(up(), kChunk),
+            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                self->reading_body_ = false;
+                if (self->closing_) {
+                    self->abort_connection();  // the visitor answered our close
+                    return;
+                }
+                if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+                    self->finish_upload();  // the visitor is done sending
+                    return;
+                }
+                if (ec) {
+                    self->abort_exchange();
+                    return;
+                }
+                self->pipe_touch();
+                self->pending_up_ = n;
+                self->pending_off_ = 0;
+                self->bytes_in_ += n;
+                self->pump_request();
+            });
+    }
+
+    void pipe_write_visitor(std::size_t n, bool fin) {
+        body_done_ = fin;
+        if (n == 0) {
+            pipe_close();
+            return;
+        }
+        bytes_out_ += n;
+        writing_ = true;
+        pipe_touch();
+        asio::async_write(stream_, asio::buffer(down(), n),
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->writing_ = false;
+                              if (ec) {
+                                  self->abort_exchange();
+                                  return;
+                              }
+                              self->pipe_touch();
+                              if (self->body_done_) {
+                                  self->pipe_close();
+                              } else {
+                                  self->pump_response();
+                              }
+                          });
+        tunnel_->flush();
+    }
+
+    // The local service finished its direction: nothing more can reach the visitor, so end the
+    // connection. TCP FIN first (TLS cannot half-close), then close once the visitor closes or
+    // after a short grace period, so in-flight bytes are not lost to a reset.
+    void pipe_close() {
+        if (closing_) {
+            return;
+        }
+        closing_ = true;
+        finish_upload();
+        log_access(true);
+        beast::error_code ignore;
+        beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_send, ignore);
+        if (!reading_body_) {
+            abort_connection();
+            return;
+        }
+        head_timer_.expires_after(std::chrono::seconds(2));
+        head_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& e) {
+            if (auto self = weak.lock(); self && !e) {
+                self->abort_connection();
+            }
+        });
+    }
+
+    void pipe_touch() {
+        auto d = door_.lock();
+        if (!d || closing_) {
+            return;
+        }
+        pipe_deadline_ = std::chrono::steady_clock::now() + d->opts.upgrade_idle_timeout;
+        if (!pipe_timer_armed_) {
+            arm_pipe_timer();
+        }
+    }
+
+    // One timer, one deadline moved forward by progress in either direction.
+    void arm_pipe_timer() {
+        pipe_timer_armed_ = true;
+        head_timer_.expires_at(pipe_deadline_);
+        head_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& e) {
+            auto self = weak.lock();
+            if (!self) {
+                return;
+            }
+            self->pipe_timer_armed_ = false;
+            if (e || self->closing_) {
+                return;
+            }
+            if (std::chrono::steady_clock::now() < self->pipe_deadline_) {
+                self->arm_pipe_timer();
+                return;
+            }
+            self->abort_exchange();  // idle for the whole upgrade idle timeout
+        });
+    }
+
     void on_head_timeout() {
         if (head_sent_) {
             return;
         }
+        // The proxy timeout bounds the wait for the head after the last request byte went into
+        // the tunnel: a long upload that keeps moving is not a timeout.
+        if (auto d = door_.lock()) {
+            const auto quiet = std::chrono::steady_clock::now() - up_progress_;
+            if (quiet < d->opts.proxy_timeout) {
+                head_timer_.expires_after(d->opts.proxy_timeout - quiet);
+                head_timer_.async_wait(
+                    [weak = weak_from_this()](const boost::system::error_code& e) {
+                        if (auto self = weak.lock(); self && !e) {
+                            self->on_head_timeout();
+                        }
+                    });
+                return;
+            }
+        }
         reset_stream(0x104);
         send_page(504, host_, false);
+    }
+
+    // The client no longer reads the visitor -> service direction (the service answered before
+    // the request body ended, or its socket stopped taking bytes); proto resets that direction.
+    // The response keeps flowing; a request body left unread makes the connection unusable
+    // afterwards (finish_exchange closes it). Errors come with a reset of the response too.
+    void on_stop_sending() {
+        upload_finished_ = true;
+        pending_up_ = 0;
     }
 
     void on_stream_reset(std::uint64_t code) {
@@ -467,16 +772,44 @@ private:
     }
 
     void abort_connection() {
+        log_access(false);
         beast::error_code ec;
         beast::get_lowest_layer(stream_).socket().close(ec);
     }
 
-    void finish_exchange(beast::error_code ec) {
-        auto d = door_.lock();
-        if (d && d->metrics && status_ != 0) {
-            d->metrics->request(method_, status_,
-                                std::chrono::steady_clock::now() - started_);
+    // One access-log line (and the request metrics) per request, however it ended.
+    void log_access(bool completed) {
+        if (!in_request_ || logged_) {
+            return;
         }
+        logged_ = true;
+        auto d = door_.lock();
+        if (!d) {
+            return;
+        }
+        const auto took = std::chrono::steady_clock::now() - started_;
+        if (d->metrics && status_ != 0) {
+            d->metrics->request(method_, status_, took);
+        }
+        d->opts.access_log.info(
+            "request",
+            {{"request_id", rid_},
+             {"method", method_},
+             {"host", host_},
+             {"path", path_},
+             {"status", status_},
+             {"bytes_in", bytes_in_},
+             {"bytes_out", bytes_out_},
+             {"duration_ms", std::chrono::duration<double, std::milli>(took).count()},
+             {"remote_addr", remote_ip_},
+             {"transport", transport_},
+             {"upgrade", piping_},
+             {"completed", completed}});
+    }
+
+    void finish_exchange(beast::error_code ec) {
+        log_access(!ec);
+        auto d = door_.lock();
         head_timer_.cancel();
         if (ec || !keep_alive_ || !d) {
             if (tunnel_ && stream_open_ && !body_done_) {
@@ -497,10 +830,13 @@ private:
         tunnel_.reset();
         res_.reset();
         sr_.reset();
+        bufs_.reset();  // an idle connection holds no proxy buffers
+        d->update_gauges();
         head_sent_ = writing_ = body_done_ = no_body_ = page_sent_ = false;
-        upload_done_ = upload_finished_ = reading_body_ = false;
+        upload_done_ = upload_finished_ = reading_body_ = upgrade_req_ = false;
         pending_up_ = pending_off_ = 0;
         status_ = 0;
+        in_request_ = false;
         read_header();
     }
 
@@ -521,7 +857,7 @@ private:
     std::string remote_ip_;
     beast::ssl_stream<beast::tcp_stream> stream_;
     std::weak_ptr<FrontDoor::Impl> door_;
-    asio::steady_timer head_timer_;
+    asio::steady_timer head_timer_;  // response head deadline, then the pipe's idle deadline
     beast::flat_buffer buf_;
     std::optional<http::request_parser<http::buffer_body>> parser_;
     std::optional<http::request_parser<http::string_body>> control_req_;
@@ -530,11 +866,11 @@ private:
     std::shared_ptr<net::Tunnel> tunnel_;
     proto::StreamId stream_id_ = 0;
     bool stream_open_ = false;
-    std::array<std::uint8_t, kChunk> up_{};
-    std::array<std::uint8_t, kChunk> down_{};
+    // up() and down(): kChunk bytes each, leased for the duration of one proxied exchange.
+    std::optional<core::BufferBudget::Lease> bufs_;
     std::size_t pending_up_ = 0;
     std::size_t pending_off_ = 0;
-    bool reading_body_ = false;
+    bool reading_body_ = false;  // a read from the visitor is in flight (body or pipe)
     bool upload_done_ = false;
     bool upload_finished_ = false;
     bool head_sent_ = false;
@@ -543,19 +879,36 @@ private:
     bool body_done_ = false;
     bool no_body_ = false;
     bool keep_alive_ = true;
+    bool draining_ = false;
+    bool in_request_ = false;  // a request head was read and its exchange is not over
+    bool logged_ = false;
+    // Upgrade.
+    bool upgrade_req_ = false;
+    bool piping_ = false;
+    bool closing_ = false;
+    bool pipe_timer_armed_ = false;
+    std::chrono::steady_clock::time_point pipe_deadline_{};
+    std::chrono::steady_clock::time_point up_progress_{};  // last request body bytes to the tunnel
+    // Access log.
     std::string host_;
     std::string rid_;
     std::string method_;
+    std::string path_;
+    std::string transport_;
+    std::uint64_t bytes_in_ = 0;
+    std::uint64_t bytes_out_ = 0;
     unsigned status_ = 0;
     std::uint64_t request_count_ = 0;
     std::chrono::steady_clock::time_point started_{};
 };
 
-// Plain HTTP: redirect everything to HTTPS (ACME HTTP-01 answers join here with the ACME issue).
+// Plain HTTP: ACME HTTP-01 answers for any Host; everything else is redirected to HTTPS.
 class RedirectSession : public std::enable_shared_from_this<RedirectSession> {
 public:
-    RedirectSession(tcp::socket s, std::uint16_t https_port, std::chrono::seconds timeout)
-        : stream_(std::move(s)), https_port_(https_port), timeout_(timeout) {}
+    RedirectSession(tcp::socket s, std::uint16_t https_port, std::chrono::seconds timeout,
+                    std::function<std::optional<std::string>(std::string_view)> acme)
+        : stream_(std::move(s)), https_port_(https_port), timeout_(timeout),
+          acme_(std::move(acme)) {}
     void start() {
         stream_.expires_after(timeout_);
         parser_.header_limit(16 * 1024);
@@ -570,6 +923,11 @@ public:
 private:
     void respond() {
         auto& req = parser_.get();
+        constexpr std::string_view kAcmePrefix = "/.well-known/acme-challenge/";
+        if (acme_ && req.target().starts_with(kAcmePrefix)) {
+            respond_acme(acme_(req.target().substr(kAcmePrefix.size())));
+            return;
+        }
         auto host = route_host(req);
         res_.result(host ? http::status::permanent_redirect : http::status::bad_request);
         res_.version(11);
@@ -590,15 +948,44 @@ private:
         });
     }
 
+    void respond_acme(std::optional<std::string> key_authz) {
+        acme_res_.result(key_authz ? http::status::ok : http::status::not_found);
+        acme_res_.version(11);
+        acme_res_.set(http::field::content_type, "text/plain");
+        acme_res_.body() = key_authz.value_or("");
+        acme_res_.keep_alive(false);
+        acme_res_.prepare_payload();
+        http::async_write(stream_, acme_res_, [self = shared_from_this()](beast::error_code,
+                                                                          std::size_t) {
+            beast::error_code ec;
+            self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        });
+    }
+
     beast::tcp_stream stream_;
     std::uint16_t https_port_;
     std::chrono::seconds timeout_;
+    std::function<std::optional<std::string>(std::string_view)> acme_;
     beast::flat_buffer buf_;
     http::request_parser<http::empty_body> parser_;
     http::response<http::empty_body> res_;
+    http::response<http::string_body> acme_res_;
 };
 
 }  // namespace
+
+template <class F>
+void FrontDoor::Impl::each_session(F f) {
+    std::vector<std::shared_ptr<Session>> all;
+    for (Session* s : sessions) {
+        if (auto sp = s->weak_from_this().lock()) {
+            all.push_back(std::move(sp));
+        }
+    }
+    for (auto& s : all) {
+        f(*s);
+    }
+}
 
 void FrontDoor::Impl::accept_https(tcp::acceptor& a) {
     std::weak_ptr<Impl> weak = shared_from_this();
@@ -607,7 +994,12 @@ void FrontDoor::Impl::accept_https(tcp::acceptor& a) {
         if (!self || self->stopped) {
             return;
         }
-        if (!ec && self->live < self->opts.max_connections) {
+        if (!ec && self->live >= self->opts.max_connections) {
+            // Over the cap: `s` closes as it goes out of scope.
+            if (self->metrics) {
+                self->metrics->connections_rejected.inc();
+            }
+        } else if (!ec) {
             s.set_option(tcp::no_delay(true), ec);
             std::make_shared<Session>(std::move(s), *self->ssl, self)->start();
         }
@@ -624,7 +1016,7 @@ void FrontDoor::Impl::accept_http(tcp::acceptor& a, std::uint16_t https_port) {
         }
         if (!ec) {
             std::make_shared<RedirectSession>(std::move(s), https_port,
-                                              self->opts.header_timeout)
+                                              self->opts.header_timeout, self->opts.acme_http01)
                 ->start();
         }
         self->accept_http(a, https_port);
@@ -699,6 +1091,11 @@ void FrontDoor::stop() {
         beast::error_code ec;
         a->close(ec);
     }
+    impl_->each_session([](Session& s) { s.drain(); });
+}
+
+void FrontDoor::close_all() {
+    impl_->each_session([](Session& s) { s.force_close(); });
 }
 
 std::size_t FrontDoor::connections() const { return impl_->live; }

@@ -3,8 +3,21 @@
 //
 // Proxying streams both ways with bounded memory: the request body is read from the visitor only
 // as fast as the tunnel stream accepts it, and the response body is read from the tunnel only as
-// fast as the visitor's socket takes it. Every wait has a deadline: TLS handshake and request
-// head (slowloris), response head (HOP_SERVER_PROXY_TIMEOUT_SECONDS), idle body transfer.
+// fast as the visitor's socket takes it. Each exchange leases its two I/O buffers from one
+// server-wide core::BufferBudget (`buffer_budget`); when the budget is spent, new exchanges get a
+// 503 page instead of memory. Connections over `max_connections` are closed at accept (counted
+// in hopgate_http_connections_rejected_total).
+//
+// Every wait has a deadline: TLS handshake and first request head (`header_timeout`, slowloris),
+// the next request head on a kept-alive connection (`keepalive_timeout`), the response head
+// (`proxy_timeout`), idle body transfer (`idle_timeout`). An upgrade request (Upgrade +
+// Connection: upgrade) opens a kUpgrade stream; a 101 answer turns the connection into a raw
+// byte pipe in both directions with only `upgrade_idle_timeout`; any other answer is an ordinary
+// response. Pipelined requests are answered in order, one after another.
+//
+// Each request gets an id (the visitor's sane X-Request-Id or 16 random hex characters), sent in
+// the stream metadata and X-Request-Id both ways, and one access-log line ("request") when it
+// ends.
 //
 // Threading: everything on the gateway's io_context thread.
 #pragma once
@@ -16,8 +29,11 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <string>
 
+#include "core/log.hpp"
 #include "net/tunnel.hpp"
 #include "tls/context.hpp"
 
@@ -39,12 +55,19 @@ using ErrorPageRenderer =
 struct FrontDoorOptions {
     std::string control_domain = "localhost";
     std::chrono::seconds proxy_timeout{15};     // wait for the response head
-    std::chrono::seconds header_timeout{10};    // TLS handshake + request head (slowloris)
-    std::chrono::seconds idle_timeout{120};     // no byte moved in either direction
+    std::chrono::seconds header_timeout{10};    // TLS handshake + first request head (slowloris)
+    std::chrono::seconds keepalive_timeout{60};  // wait for the next request head
+    std::chrono::seconds idle_timeout{120};     // no byte moved in either direction (bodies)
+    std::chrono::seconds upgrade_idle_timeout{600};  // no byte moved on a 101 pipe
     std::size_t max_header_bytes = 32 * 1024;
     std::size_t max_control_body = 64 * 1024;
     std::size_t max_connections = 10000;
+    std::size_t buffer_budget = 512u * 1024 * 1024;  // bytes of proxy I/O buffers, all exchanges
+    core::Logger access_log;                     // one "request" line per request
     std::string hsts;                            // Strict-Transport-Security value, empty = off
+    // ACME HTTP-01: the key authorization for a token under /.well-known/acme-challenge/, any
+    // Host (AcmeService::http01_response). Null: no ACME.
+    std::function<std::optional<std::string>(std::string_view token)> acme_http01;
 };
 
 class FrontDoor {
@@ -65,8 +88,12 @@ public:
     // The tunnel closed: every exchange on it that has no response head yet gets a 502 page,
     // the others are cut.
     void on_tunnel_closed(net::Tunnel& tunnel);
-    // Stops accepting; open exchanges finish or are cut by their deadlines.
+    // Stops accepting (new connections are refused). Idle connections (no request in progress)
+    // are closed at once; busy ones close after their current response.
     void stop();
+    // Closes every remaining visitor connection (the end of a drain).
+    void close_all();
+    // Open visitor connections (HTTPS).
     std::size_t connections() const;
 
     struct Impl;

@@ -75,6 +75,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     std::unique_ptr<net::DtlsServer> dtls;
     std::unique_ptr<net::TlsServer> tls_server;
     std::string cert_path;
+    std::shared_ptr<AcmeService> acme;  // null unless HOP_ACME_CA_DIR / staging is set
     std::uint16_t http_port = 0, https_port = 0, dtls_port = 0, tunnel_port = 0;
 
     Impl(asio::io_context& io_, GatewayConfig c, core::Logger l)
@@ -112,14 +113,34 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
 
         auto store = std::make_shared<tls::CertStore>();
         store->set_default(load_certificate());
-        auto https_ctx = tls::make_server_context(store, tls::Protocol::kTls, {"http/1.1"});
+        const bool use_acme = cfg.acme.enabled && cfg.cert_file.empty();
+        if (use_acme) {
+            start_acme(store);
+        }
+        auto https_ctx = tls::make_server_context(
+            store, tls::Protocol::kTls,
+            use_acme ? std::vector<std::string>{"http/1.1", tls::kAlpnAcmeTls}
+                     : std::vector<std::string>{"http/1.1"});
         auto tunnel_ctx = tls::make_server_context(store, tls::Protocol::kTls);
         auto dtls_ctx = tls::make_server_context(store, tls::Protocol::kDtls);
 
         FrontDoorOptions fo;
         fo.control_domain = cfg.control_domain;
         fo.proxy_timeout = cfg.proxy_timeout;
+        fo.header_timeout = cfg.header_timeout;
+        fo.keepalive_timeout = cfg.keepalive_timeout;
+        fo.upgrade_idle_timeout = cfg.upgrade_idle_timeout;
+        fo.max_connections = cfg.max_connections;
+        fo.buffer_budget = cfg.buffer_budget;
+        fo.access_log = log.with_component("access");
         fo.hsts = cfg.hsts;
+        if (acme) {
+            std::weak_ptr<AcmeService> wa = acme;
+            fo.acme_http01 = [wa](std::string_view token) -> std::optional<std::string> {
+                auto a = wa.lock();
+                return a ? a->http01_response(token) : std::nullopt;
+            };
+        }
         std::weak_ptr<Impl> weak = shared_from_this();
         front = std::make_unique<FrontDoor>(
             io, pool, fo,
@@ -164,6 +185,47 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
                  {{"https", https_port}, {"http", http_port}, {"dtls", dtls_port},
                   {"tunnel_tls", tunnel_port}, {"control_domain", cfg.control_domain},
                   {"certificate", cert_path}});
+    }
+
+    // Certificates for the control domain, the proxy domains and every registered domain; the
+    // self-signed default serves until each one is issued.
+    void start_acme(const std::shared_ptr<tls::CertStore>& store) {
+        std::vector<std::string> names = {cfg.control_domain};
+        names.insert(names.end(), cfg.proxy_domains.begin(), cfg.proxy_domains.end());
+        std::weak_ptr<Impl> weak = shared_from_this();
+        DomainLister lister = [weak](std::function<void(std::vector<std::string>)> done) {
+            auto self = weak.lock();
+            if (!self) {
+                return;
+            }
+            self->async_reg->async_call(
+                self->io.get_executor(),
+                [](registry::Registry& r) {
+                    std::vector<std::string> out;
+                    registry::ListQuery q;
+                    q.limit = registry::kMaxPageSize;
+                    for (int page_no = 0; page_no < 1000; ++page_no) {
+                        auto page = r.list(q);
+                        if (!page) {
+                            return core::Result<std::vector<std::string>>(page.error());
+                        }
+                        for (auto& rec : page->items) {
+                            out.push_back(rec.domain);
+                        }
+                        if (page->next_after.empty()) {
+                            break;
+                        }
+                        q.after = page->next_after;
+                    }
+                    return core::Result<std::vector<std::string>>(std::move(out));
+                },
+                [done](core::Result<std::vector<std::string>> r) {
+                    done(r ? std::move(*r) : std::vector<std::string>{});
+                });
+        };
+        acme = std::make_shared<AcmeService>(io, cfg.acme, store, log.with_component("acme"),
+                                             names, lister, &registry_metrics);
+        acme->start();
     }
 
     std::shared_ptr<const tls::CertifiedKey> load_certificate() {
@@ -273,10 +335,17 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
                 [api, ar = std::move(ar)](registry::Registry&) {
                     return core::Result<admin::Response>(api->handle(ar));
                 },
-                [reply = std::move(reply)](core::Result<admin::Response> rr) {
+                [reply = std::move(reply), weak_acme = std::weak_ptr<AcmeService>(acme),
+                 target](core::Result<admin::Response> rr) {
                     admin::Response r;
                     if (rr) {
                         r = std::move(*rr);
+                        // A newly registered domain gets its certificate without a restart.
+                        if (auto a = weak_acme.lock();
+                            a && (r.status == 200 || r.status == 201) &&
+                            target.rfind("/api/v1/admin/domains/register", 0) == 0) {
+                            a->kick();
+                        }
                     } else {
                         // The worker pool is saturated: the database is the bottleneck.
                         r.status = 503;
@@ -312,13 +381,42 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     }
 
     void shutdown(std::chrono::seconds drain, std::function<void()> done) {
+        if (acme) {
+            acme->stop();
+        }
+        // Tunnels stay up while visitors drain: in-flight responses still come through them.
         front->stop();
-        dtls->stop();
-        tls_server->stop();
+        log.info("draining", {{"connections", front->connections()},
+                              {"deadline_s", static_cast<std::int64_t>(drain.count())}});
+        drain_poll(std::chrono::steady_clock::now() + drain, std::move(done));
+    }
+
+    void drain_poll(std::chrono::steady_clock::time_point deadline, std::function<void()> done) {
+        if (front->connections() > 0 && std::chrono::steady_clock::now() < deadline) {
+            auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(50));
+            timer->async_wait([timer, self = shared_from_this(), deadline,
+                               done = std::move(done)](const boost::system::error_code&) mutable {
+                self->drain_poll(deadline, std::move(done));
+            });
+            return;
+        }
+        const std::size_t left = front->connections();
+        if (left > 0) {
+            log.warn("drain deadline passed: closing the remaining connections",
+                     {{"connections", left}});
+            front->close_all();
+        } else {
+            log.info("drained");
+        }
         pool.close_all();
-        auto timer = std::make_shared<asio::steady_timer>(io, drain);
-        timer->async_wait([timer, done](const boost::system::error_code&) { done(); });
-        (void)drain;
+        // A moment for the tunnel close frames (and the resets above) to leave.
+        auto timer = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(200));
+        timer->async_wait([timer, self = shared_from_this(),
+                           done = std::move(done)](const boost::system::error_code&) {
+            self->dtls->stop();
+            self->tls_server->stop();
+            done();
+        });
     }
 };
 

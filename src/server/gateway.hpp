@@ -11,6 +11,7 @@
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "server/acme_service.hpp"
 
 namespace hopgate::server {
 
@@ -23,6 +24,11 @@ struct GatewayConfig {
     std::vector<std::string> proxy_domains;
     bool debug = false;
     std::chrono::seconds proxy_timeout{15};
+    std::chrono::seconds header_timeout{10};       // TLS handshake + first request head
+    std::chrono::seconds keepalive_timeout{60};    // next request head on a kept-alive connection
+    std::chrono::seconds upgrade_idle_timeout{600};  // idle 101 pipe
+    std::size_t max_connections = 10000;           // open visitor connections
+    std::size_t buffer_budget = 512u * 1024 * 1024;  // proxy I/O buffers, all exchanges
     std::string admin_key;
     std::string admin_allow_cidrs;
     std::string db_dsn;  // empty: SQLite file hopgate.db in the working directory
@@ -34,6 +40,7 @@ struct GatewayConfig {
     std::string hsts;
     std::string error_pages_dir;   // HOP_ERROR_PAGES_DIR
     std::string error_assets_dir;  // HOP_ERROR_ASSETS_DIR
+    AcmeConfig acme;               // HOP_ACME_*: automatic certificates (off without a CA)
 };
 
 class Gateway {
@@ -49,8 +56,9 @@ public:
     // Path of the certificate the server presents (self-signed in debug / without ACME).
     const std::string& certificate_path() const;
 
-    // Graceful shutdown: stop accepting, close tunnels with a reason, let in-flight requests
-    // end within `drain`; calls `done` on the io_context thread.
+    // Graceful shutdown: stop accepting visitors (idle connections close at once), let in-flight
+    // requests end within `drain`, then cut what is left, close tunnels with a reason and stop
+    // the tunnel listeners; calls `done` on the io_context thread.
     void shutdown(std::chrono::seconds drain, std::function<void()> done);
 
     std::size_t tunnels() const;

@@ -19,7 +19,15 @@ Metrics::Metrics(core::MetricsRegistry& r)
       retransmitted_bytes(r.counter("hopgate_tunnel_retransmitted_bytes_total",
                                     "Stream bytes sent again after loss").get()),
       tunnel_srtt(r.double_gauge("hopgate_tunnel_smoothed_rtt_seconds",
-                                 "Smoothed RTT of the most recently sampled tunnel", {"transport"})) {}
+                                 "Smoothed RTT of the most recently sampled tunnel", {"transport"})),
+      connections_open(r.gauge("hopgate_http_connections_open", "Open visitor connections (HTTPS)").get()),
+      connections_rejected(r.counter("hopgate_http_connections_rejected_total",
+                                     "Visitor connections closed at accept: over the connection cap")
+                               .get()),
+      upgrades(r.counter("hopgate_http_upgrades_total", "Upgraded (101) byte pipes started").get()),
+      proxy_buffer_bytes(r.gauge("hopgate_proxy_buffer_bytes",
+                                 "Bytes of proxy I/O buffers leased from the server-wide budget")
+                             .get()) {}
 
 void Metrics::request(const std::string& method, unsigned status,
                       std::chrono::steady_clock::duration took) {
@@ -42,6 +50,7 @@ void Metrics::proxy_error(int status) {
                        : status == 504 ? "timeout"
                        : status == 525 ? "tunnel_failure"
                        : status == 400 ? "bad_request"
+                       : status == 503 ? "overloaded"
                                        : "other";
     proxy_errors.with({type}).inc();
 }

@@ -30,6 +30,11 @@ struct Metrics {
     core::Family<core::Counter>& tunnel_bytes;
     core::Counter& retransmitted_bytes;
     core::Family<core::DoubleGauge>& tunnel_srtt;
+    // Visitor connections (front door).
+    core::Gauge& connections_open;
+    core::Counter& connections_rejected;  // over HOP_SERVER_MAX_CONNECTIONS, closed at accept
+    core::Counter& upgrades;              // 101 pipes started
+    core::Gauge& proxy_buffer_bytes;      // bytes leased from the proxy buffer budget
 };
 
 }  // namespace hopgate::server

@@ -38,8 +38,22 @@ proto::StreamMeta request_head(const http::request<http::buffer_body>& req,
     return m;
 }
 
+std::string choose_request_id(std::string_view incoming, std::string fresh) {
+    if (incoming.size() < 8 || incoming.size() > 64) {
+        return fresh;
+    }
+    for (const char c : incoming) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        c == '.' || c == '_' || c == '-';
+        if (!ok) {
+            return fresh;
+        }
+    }
+    return std::string(incoming);
+}
+
 void fill_response_headers(http::response<http::buffer_body>& res, const proto::StreamMeta& head,
-                           const std::string& hsts) {
+                           const std::string& hsts, const std::string& request_id) {
     auto headers = head.headers;
     hopgate::http::ResponseForwarding fwd;
     if (!hsts.empty()) {
@@ -49,6 +63,9 @@ void fill_response_headers(http::response<http::buffer_body>& res, const proto::
     hopgate::http::remove_hop_by_hop(headers, fwd.upgrade);
     hopgate::http::rewrite_response_headers(headers, fwd);
     hopgate::http::to_beast(headers, res.base());
+    if (!request_id.empty()) {
+        res.set("X-Request-Id", request_id);
+    }
 }
 
 }  // namespace hopgate::server

@@ -25,9 +25,16 @@ proto::StreamMeta request_head(
     const boost::beast::http::request<boost::beast::http::buffer_body>& req,
     const std::string& remote_ip, const std::string& host, const std::string& request_id);
 
-// Fills the visitor response headers from the tunnel's response head.
+// Fills the visitor response headers from the tunnel's response head; X-Request-Id is set to
+// `request_id` (replacing the local service's).
 void fill_response_headers(boost::beast::http::response<boost::beast::http::buffer_body>& res,
-                           const proto::StreamMeta& head, const std::string& hsts);
+                           const proto::StreamMeta& head, const std::string& hsts,
+                           const std::string& request_id);
+
+// The id of a request: the visitor's X-Request-Id when it is sane (8 to 64 characters of
+// [A-Za-z0-9._-], so it can neither break a log line nor a header), else a new random one
+// (`fresh`). Honouring it lets a caller correlate its own logs with ours and the local service's.
+std::string choose_request_id(std::string_view incoming, std::string fresh);
 
 template <class Body>
 std::optional<std::string> route_host(

@@ -1,1 +1,1 @@
-hg_test(unit_core LABEL unit SOURCES ${CMAKE_CURRENT_LIST_DIR}/result_test.cpp ${CMAKE_CURRENT_LIST_DIR}/config_test.cpp ${CMAKE_CURRENT_LIST_DIR}/dotenv_test.cpp ${CMAKE_CURRENT_LIST_DIR}/log_test.cpp ${CMAKE_CURRENT_LIST_DIR}/metrics_test.cpp LIBS hg_core)
+hg_test(unit_core LABEL unit SOURCES ${CMAKE_CURRENT_LIST_DIR}/result_test.cpp ${CMAKE_CURRENT_LIST_DIR}/config_test.cpp ${CMAKE_CURRENT_LIST_DIR}/dotenv_test.cpp ${CMAKE_CURRENT_LIST_DIR}/log_test.cpp ${CMAKE_CURRENT_LIST_DIR}/metrics_test.cpp ${CMAKE_CURRENT_LIST_DIR}/buffer_budget_test.cpp LIBS hg_core)

@@ -1,0 +1,48 @@
+#include "core/buffer_budget.hpp"
+
+#include <algorithm>
+
+namespace hopgate::core {
+
+BufferBudget::BufferBudget(std::size_t limit_bytes) : state_(std::make_shared<State>()) {
+    state_->limit = limit_bytes;
+}
+
+std::optional<BufferBudget::Lease> BufferBudget::try_acquire(std::size_t bytes) {
+    if (bytes > state_->limit - state_->in_use) {
+        ++state_->refused;
+        return std::nullopt;
+    }
+    Lease l;
+    // Value-initialised: no stale bytes of an earlier visitor can leak through a bug.
+    l.data_ = std::make_unique<std::uint8_t[]>(bytes);
+    l.size_ = bytes;
+    l.state_ = state_;
+    state_->in_use += bytes;
+    state_->peak = std::max(state_->peak, state_->in_use);
+    return l;
+}
+
+BufferBudget::Lease& BufferBudget::Lease::operator=(Lease&& other) noexcept {
+    if (this != &other) {
+        release();
+        state_ = std::move(other.state_);
+        data_ = std::move(other.data_);
+        size_ = other.size_;
+        other.size_ = 0;
+    }
+    return *this;
+}
+
+BufferBudget::Lease::~Lease() { release(); }
+
+void BufferBudget::Lease::release() {
+    if (state_) {
+        state_->in_use -= size_;
+        state_.reset();
+    }
+    data_.reset();
+    size_ = 0;
+}
+
+}  // namespace hopgate::core
