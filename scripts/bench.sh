@@ -28,12 +28,20 @@ tunnel="$build/bin/tunnel_bench"
 impair="$build/bin/hopgate-impair"
 if [ ! -x "$tunnel" ]; then
   echo "bench: $tunnel not found (build the tunnel_bench target); skipping the transport benchmark" >&2
-  exit 0
+else
+  if [ ! -x "$impair" ]; then
+    echo "bench: $impair not found (build the hopgate-impair target); the relay rows will fail" >&2
+  fi
+  echo
+  echo "bench: $tunnel"
+  # shellcheck disable=SC2086  # word splitting of the extra flags is intended
+  "$tunnel" --impair "$impair" ${HG_TUNNEL_BENCH_ARGS:-}
 fi
-if [ ! -x "$impair" ]; then
-  echo "bench: $impair not found (build the hopgate-impair target); the relay rows will fail" >&2
+
+# End to end against nginx (bench/e2e_bench.sh, issue 5): the real server and client, wrk and
+# curl, about 90 s. HG_E2E_BENCH=0 skips it.
+if [ "${HG_E2E_BENCH:-1}" != 0 ]; then
+  echo
+  echo "bench: bench/e2e_bench.sh"
+  "$(dirname "$0")/../bench/e2e_bench.sh" "$build"
 fi
-echo
-echo "bench: $tunnel"
-# shellcheck disable=SC2086  # word splitting of the extra flags is intended
-"$tunnel" --impair "$impair" ${HG_TUNNEL_BENCH_ARGS:-}

@@ -11,6 +11,9 @@ PKGS=(
   nlohmann-json3-dev libsqlite3-dev libpq-dev
   postgresql
   python3 curl
+  nginx wrk
+  python3-websockets
+  pebble
 )
 
 missing=()

@@ -276,6 +276,12 @@ public:
             }
             dispatch_events();
         }
+        // Send what was queued now: flush() also runs outside the receive loop (the front door
+        // after a stream write), and nothing else would push those datagrams out before a timer.
+        if (!srv->tx_blocked && !srv->tx.flush(srv->sock.native_handle())) {
+            srv->tx_blocked = true;
+            srv->wait_write();
+        }
         if (engine_->failed() || (conn_ && conn_->is_closed())) {
             finish(*srv);
             return;
