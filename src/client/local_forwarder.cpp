@@ -17,6 +17,8 @@
 #include <optional>
 #include <vector>
 
+#include "core/byte_block.hpp"
+
 namespace hopgate::client {
 
 namespace beast = boost::beast;
@@ -680,7 +682,7 @@ private:
         }
         if (rbuf_.size() > 0) {
             // Bytes the service sent right after its 101, already read with the head.
-            const std::size_t n = asio::buffer_copy(asio::buffer(resp_buf_), rbuf_.data());
+            const std::size_t n = asio::buffer_copy(asio::buffer(resp_buf_.data(), resp_buf_.size()), rbuf_.data());
             rbuf_.consume(n);
             pend_off_ = 0;
             pend_len_ = n;
@@ -688,7 +690,7 @@ private:
             return;
         }
         reading_local_ = true;
-        sock_->async_read_some(asio::buffer(resp_buf_), [self = shared_from_this(), g = gen_](
+        sock_->async_read_some(asio::buffer(resp_buf_.data(), resp_buf_.size()), [self = shared_from_this(), g = gen_](
                                                             error_code ec, std::size_t n) {
             if (self->done_ || g != self->gen_) {
                 return;
@@ -922,8 +924,8 @@ private:
 
     beast::flat_buffer rbuf_;
     std::optional<http::response_parser<http::buffer_body>> parser_;
-    std::vector<std::uint8_t> req_buf_;
-    std::vector<std::uint8_t> resp_buf_;
+    core::ByteBlock req_buf_;
+    core::ByteBlock resp_buf_;
     std::size_t pend_off_ = 0;  // response bytes in resp_buf_ not yet accepted by the stream
     std::size_t pend_len_ = 0;
     bool pend_fin_ = false;  // the pending piece ends the response

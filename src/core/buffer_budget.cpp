@@ -15,7 +15,7 @@ std::optional<BufferBudget::Lease> BufferBudget::try_acquire(std::size_t bytes) 
     }
     Lease l;
     // Value-initialised: no stale bytes of an earlier visitor can leak through a bug.
-    l.data_ = std::make_unique<std::uint8_t[]>(bytes);
+    l.data_ = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);  // no zero-fill
     l.size_ = bytes;
     l.state_ = state_;
     state_->in_use += bytes;

@@ -126,10 +126,25 @@ public:
         beast::get_lowest_layer(stream_).expires_after(d->opts.header_timeout);
         stream_.async_handshake(asio::ssl::stream_base::server,
                                 [self = shared_from_this()](beast::error_code ec) {
-                                    if (!ec) {
-                                        self->read_header();
+                                    if (ec) {
+                                        return;
                                     }
+                                    if (self->is_acme_validation()) {
+                                        // RFC 8737: the CA only checks the certificate.
+                                        self->abort_connection();
+                                        return;
+                                    }
+                                    self->read_header();
                                 });
+    }
+
+    // A TLS-ALPN-01 validation handshake (`acme-tls/1` negotiated): no HTTP follows.
+    bool is_acme_validation() {
+        const unsigned char* sel = nullptr;
+        unsigned int len = 0;
+        SSL_get0_alpn_selected(stream_.native_handle(), &sel, &len);
+        return sel != nullptr &&
+               std::string_view(reinterpret_cast<const char*>(sel), len) == "acme-tls/1";
     }
 
     // The front door stops: an idle connection closes now, a busy one after its response.
