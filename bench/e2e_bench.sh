@@ -13,7 +13,8 @@
 # compare rows of one run, not runs.
 #
 # Usage: bench/e2e_bench.sh <build-dir>     (needs nginx, wrk, curl, openssl, python3)
-# Env: HG_E2E_DURATION (s per loaded wrk run, default 10), HG_E2E_CONNS (default 64),
+# Env: HG_E2E_HOLD=1 starts everything, prints the endpoints and waits (for profiling).
+#      HG_E2E_DURATION (s per loaded wrk run, default 10), HG_E2E_CONNS (default 64),
 #      HG_E2E_PERF=DIR records a perf profile of the proxy processes of each loaded run into DIR.
 set -euo pipefail
 
@@ -145,6 +146,14 @@ for p in direct nginx dtls tls; do
   [ -n "$ok" ] || { echo "e2e_bench: path $p is not serving (last status $code)" >&2
                     tail -n 5 "$work"/*.log "$work"/*/error.log >&2; exit 1; }
 done
+
+# HG_E2E_HOLD=1: keep everything running for manual runs or profiling (Ctrl-C stops).
+if [ "${HG_E2E_HOLD:-0}" = 1 ]; then
+  for p in direct nginx dtls tls; do
+    echo "e2e_bench: $p: curl -sk -H 'Host: ${host[$p]}' ${url[$p]}/big  (pids: ${procs[$p]})"
+  done
+  wait
+fi
 
 # CPU ticks (utime+stime) of a set of pids and of their children threads/processes.
 cpu_ticks() {

@@ -583,6 +583,11 @@ private:
         body.data = resp_buf_.data();
         body.size = resp_buf_.size();
         reading_local_ = true;
+        // Beast sizes each socket read by the buffer's free capacity (at least 512 bytes): a
+        // buffer sized for the head would read a large body 512 bytes per system call.
+        if (rbuf_.capacity() < resp_buf_.size()) {
+            rbuf_.reserve(resp_buf_.size());
+        }
         http::async_read_some(*sock_, rbuf_, *parser_,
                               [self = shared_from_this(), g = gen_](error_code ec, std::size_t) {
                                   self->on_body(g, ec);

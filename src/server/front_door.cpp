@@ -401,6 +401,9 @@ private:
         reading_body_ = true;
         parser_->get().body().data = up();
         parser_->get().body().size = kChunk;
+        if (buf_.capacity() < kChunk) {
+            buf_.reserve(kChunk);  // Beast reads by free capacity: 512 bytes per read otherwise
+        }
         beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
         http::async_read(stream_, buf_, *parser_,
                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
