@@ -329,7 +329,7 @@ private:
     // ---- request direction (HTTP)
 
     void pump_request() {
-        if (done_ || !sock_ || writing_local_ || upgraded_) {
+        if (done_ || !sock_ || writing_local_ || upgraded_ || req_abandoned_) {
             return;
         }
         auto t = tunnel();
@@ -442,6 +442,18 @@ private:
         if (ec) {
             if (resp_done_) {
                 maybe_complete();  // the service answered early and closed: fine
+                return;
+            }
+            if (head_sent_ || (reading_local_ && req_body_consumed_ > 0)) {
+                // The service stopped reading the body (it answered early, e.g. 413, and
+                // closed): its answer is being read; the rest of the body is not needed.
+                req_abandoned_ = true;
+                req_done_ = true;
+                if (auto t = tunnel()) {
+                    (void)t->conn().stream_stop_sending(id_, 0);
+                }
+                maybe_complete();
+                flush();
                 return;
             }
             local_error(ec);
@@ -919,6 +931,7 @@ private:
     bool header_written_ = false;
     bool writing_local_ = false;
     bool req_done_ = false;    // request (or the pipe's tunnel->local half) fully written
+    bool req_abandoned_ = false;  // the service stopped reading the body; its answer still counts
     bool tunnel_fin_ = false;  // FIN read from the stream
     std::uint64_t req_body_consumed_ = 0;
     // Access log: stream bytes read (request, or visitor -> service on a pipe) and written.

@@ -171,9 +171,6 @@ public:
             end_probe(srv, false);
             return;
         }
-        if (from == rejected_ && now < rejected_until_) {
-            return;  // failed validation recently: data is accepted, the path is not
-        }
         const PeerAddr validated = probe_ ? probe_->validated : addr_;
         if (probe_) {
             erase_mapping(srv, probe_->candidate);
@@ -261,8 +258,9 @@ public:
         if (conn_) {
             const Instant now = core::steady_now();
             for (int i = 0; i < kMaxPacketsPerFlush && !srv->tx_blocked; ++i) {
-                if (probe_ && probe_->tx_bytes >= kAmplificationFactor * probe_->rx_bytes) {
-                    ++srv->st.amplification_limited;
+                if (probe_ && probe_->tx_bytes + srv->opts.udp_payload_max >
+                                  kAmplificationFactor * probe_->rx_bytes + kProbeAllowance) {
+                    ++srv->st.amplification_limited;  // 3x anti-amplification toward a candidate
                     break;
                 }
                 const std::size_t n = conn_->write_datagram(plain_, now);
@@ -320,7 +318,9 @@ private:
 
     static constexpr int kMaxChallenges = 3;
     static constexpr std::uint64_t kAmplificationFactor = 3;
-    static constexpr auto kRejectedFor = std::chrono::seconds(10);
+    // Lets the first datagram (with the PATH_CHALLENGE) out even when the client's datagram
+    // that triggered the probe was a small ACK.
+    static constexpr std::uint64_t kProbeAllowance = 1500;
 
     struct Probe {
         PeerAddr candidate;  // where we send now, unvalidated
@@ -368,10 +368,13 @@ private:
             send_challenge(srv, now);
             return;
         }
+        // No echo in this round. Stay on the candidate, still capped at 3x what it sends, and
+        // start another round: a NAT-rebound client whose probes were lost is not stranded on
+        // a dead address, and an address that never answers only ever gets the capped share.
+        // A record from the validated address ends the probe (on_peer_datagram).
         ++srv.st.path_validations_failed;
-        rejected_ = probe_->candidate;
-        rejected_until_ = now + kRejectedFor;
-        end_probe(srv, false);
+        probe_->sent = 0;
+        send_challenge(srv, now);
     }
 
     // Success: the candidate becomes the validated address. Failure: back to the validated one.
@@ -455,8 +458,6 @@ private:
     Instant last_rx_{core::steady_now()};
     int icmp_errors_ = 0;
     std::optional<Probe> probe_;
-    PeerAddr rejected_{};
-    Instant rejected_until_{};
     std::vector<std::uint8_t> plain_;
     std::vector<std::uint8_t> cipher_;
 };

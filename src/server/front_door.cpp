@@ -496,11 +496,11 @@ private:
             start_pipe();
             return;
         }
-        if (upgrade_req_) {
-            // The service declined the upgrade: an ordinary response to a body-less request.
-            upgrade_req_ = false;
-            finish_upload();
-        }
+        // The service declined the upgrade: an ordinary response to a body-less request. The
+        // upload is finished only once the response is set up below: finishing flushes the
+        // tunnel, which can deliver this stream's body re-entrantly into pump_response().
+        const bool declined_upgrade = upgrade_req_;
+        upgrade_req_ = false;
         if (method_ == "HEAD" || m.status == 204 || m.status == 304) {
             no_body_ = true;
         }
@@ -523,6 +523,9 @@ private:
                                      }
                                      self->pump_response();
                                  });
+        if (declined_upgrade) {
+            finish_upload();
+        }
     }
 
     void pump_response() {

@@ -334,7 +334,8 @@ try:
 
     early = [request("POST", "/early", DOMAIN, body=os.urandom(32 << 10)) for _ in range(5)]
     check(all(r.status == 413 and d == b"too large" for r, d in early),
-          "a response sent before the request body was read reaches the visitor intact")
+          "a response sent before the request body was read reaches the visitor intact "
+          f"({[(r.status, d[:40]) for r, d in early]})")
 
     # ---------------------------------------------------------------- 5. pipelining
     def tls_connect(timeout=10):
