@@ -214,6 +214,7 @@ public:
         }
         last_rx_ = core::steady_now();
         icmp_errors_ = 0;
+        icmp_ping_wanted_ = false;
         int records = 0;
         if (conn_) {
             for (;;) {
@@ -231,18 +232,33 @@ public:
 
     // ICMP port unreachable for our peer's address. Only a hint (ICMP can be forged): the
     // session closes when such errors keep coming and the peer has been silent for over a second;
-    // otherwise a PING is sent so that a dead peer produces another error soon.
-    void on_port_unreachable() {
+    // otherwise a PING is queued (at most one per max(srtt, 100 ms), later ones by the timer) so
+    // that a dead peer produces
+    // another error soon. Nothing is sent here: the caller marks the session dirty and the
+    // receive loop flushes it once. (Sending per error was a feedback loop: every datagram to a
+    // port that just closed, e.g. an old NAT mapping, came back as an error that sent another
+    // datagram, ~20,000 a second, starving the receive path of the client's new address.)
+    void on_port_unreachable(Instant now) {
         if (closed_ || !conn_) {
             return;
         }
         ++icmp_errors_;
-        if (icmp_errors_ >= 2 && core::steady_now() - last_rx_ > std::chrono::seconds(1)) {
+        if (icmp_errors_ >= 2 && now - last_rx_ > std::chrono::seconds(1)) {
             conn_->on_transport_closed("client unreachable (ICMP port unreachable)");
-        } else {
-            conn_->ping();
+            return;
         }
-        flush();
+        icmp_ping_wanted_ = true;
+        maybe_icmp_ping(now);
+    }
+
+    void maybe_icmp_ping(Instant now) {
+        if (!icmp_ping_wanted_ || now < next_icmp_ping_) {
+            return;
+        }
+        icmp_ping_wanted_ = false;
+        conn_->ping();
+        next_icmp_ping_ = now + std::max<core::Duration>(conn_->stats().smoothed_rtt,
+                                                         std::chrono::milliseconds(100));
     }
 
     void flush() override {
@@ -408,6 +424,9 @@ private:
         if (probe_) {
             t = std::min(t, probe_->next);
         }
+        if (icmp_ping_wanted_) {
+            t = std::min(t, next_icmp_ping_);
+        }
         if (auto e = engine_->timeout()) {
             t = std::min(t, core::steady_now() + *e);
         }
@@ -430,6 +449,7 @@ private:
             if (auto srv = srv_.lock()) {
                 check_probe(*srv, now);
             }
+            maybe_icmp_ping(now);
         }
         flush();
         if (auto srv = srv_.lock()) {
@@ -457,12 +477,15 @@ private:
     Instant started_;
     Instant last_rx_{core::steady_now()};
     int icmp_errors_ = 0;
+    bool icmp_ping_wanted_ = false;  // an ICMP hint came in; ping when next_icmp_ping_ is due
+    Instant next_icmp_ping_{};
     std::optional<Probe> probe_;
     std::vector<std::uint8_t> plain_;
     std::vector<std::uint8_t> cipher_;
 };
 
 void DtlsServer::Impl::drain_error_queue() {
+    const Instant now = core::steady_now();
     for (int i = 0; i < 256; ++i) {
         std::uint8_t data[64];
         alignas(cmsghdr) char control[512];
@@ -497,7 +520,8 @@ void DtlsServer::Impl::drain_error_queue() {
             p.len = h.msg_namelen;
             if (auto it = by_addr.find(p); it != by_addr.end()) {
                 auto sess = it->second;
-                sess->on_port_unreachable();
+                sess->on_port_unreachable(now);
+                mark_dirty(sess);
             }
         }
     }
