@@ -139,13 +139,20 @@ void Agent::on_event(net::Tunnel& t, proto::Event& ev) {
     if (ev.type == proto::EventType::kConnectionClosed) {
         established_ = false;
         const bool auth = ev.code == static_cast<std::uint64_t>(proto::WireError::kAuthFailed);
-        log_.warn(auth ? "server rejected the credentials" : "tunnel closed",
+        // The server is draining, its registry is down, or it rate-limits us: not our key.
+        using R = proto::AuthFailReason;
+        const auto reason = static_cast<R>(ev.auth_fail_reason);
+        const bool transient = reason == R::kShuttingDown || reason == R::kUnavailable ||
+                               reason == R::kRateLimited;
+        log_.warn(!auth ? "tunnel closed"
+                  : transient ? "server refused the tunnel for now"
+                              : "server rejected the credentials",
                   {{"code", proto::wire_error_name(static_cast<proto::WireError>(ev.code))},
                    {"reason", ev.reason}, {"by_peer", ev.by_peer}});
         if (tunnel_.get() == &t) {
             asio::post(io_, [keep = std::move(tunnel_)] {});
         }
-        if (auth) {
+        if (auth && !transient) {
             // Wrong key or unknown domain: retrying fast cannot help and looks like an attack.
             schedule_retry(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.auth_retry),
                            "authentication rejected: " + ev.reason);

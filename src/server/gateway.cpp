@@ -73,6 +73,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     std::unique_ptr<Pages> pages;
     std::unique_ptr<FrontDoor> front;
     std::unique_ptr<net::DtlsServer> dtls;
+    bool draining = false;
     std::unique_ptr<net::TlsServer> tls_server;
     std::string cert_path;
     std::shared_ptr<AcmeService> acme;  // null unless HOP_ACME_CA_DIR / staging is set
@@ -289,6 +290,13 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     }
 
     void authenticate(net::Tunnel& t, const proto::AuthInfo& info) {
+        if (draining) {
+            // New tunnels are refused while the server drains (the client retries with its
+            // normal backoff, e.g. against the restarted server); existing ones stay.
+            t.conn().reject_auth(proto::AuthFailReason::kShuttingDown, "server is shutting down");
+            metrics.handshake("rejected", t.kind());
+            return;
+        }
         auto src = admin::parse_ip(ip_of(t.peer())).value_or(admin::IpAddr{});
         std::weak_ptr<net::Tunnel> weak = t.shared_from_this();
         std::weak_ptr<Impl> self_weak = shared_from_this();
@@ -385,6 +393,8 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             acme->stop();
         }
         // Tunnels stay up while visitors drain: in-flight responses still come through them.
+        // New tunnels are refused at AUTH (authenticate).
+        draining = true;
         front->stop();
         log.info("draining", {{"connections", front->connections()},
                               {"deadline_s", static_cast<std::int64_t>(drain.count())}});

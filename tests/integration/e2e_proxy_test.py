@@ -481,6 +481,21 @@ try:
         except OSError:
             pass
     check(refused, "draining server refuses new connections")
+    # A tunnel that connects during the drain is refused at AUTH as "shutting down", and the
+    # client retries with its normal backoff (not the slow retry of a wrong key).
+    start_client(DOMAIN, keys[DOMAIN], local.server_address[1], "client-late.log")
+    late_deadline = time.time() + 4
+    late = []
+    while time.time() < late_deadline:
+        late = log_lines("client-late.log")
+        if any(l.get("msg") == "reconnecting later" for l in late):
+            break
+        time.sleep(0.1)
+    refusal = [l for l in late if l.get("msg") == "server refused the tunnel for now"]
+    retry = [l for l in late if l.get("msg") == "reconnecting later"]
+    check(refusal and "shutting down" in refusal[0].get("reason", "") and retry
+          and retry[0].get("in_ms", 99999) <= 2000,
+          "a tunnel dialling in during the drain is refused (shutting down) and retried soon")
     rest = r.read()
     c.close()
     check(hashlib.sha256(first + rest).digest() == hashlib.sha256(SLOW).digest(),
