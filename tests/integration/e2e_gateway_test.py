@@ -2,20 +2,15 @@
 """End-to-end: the real hopgate-server and hopgate-client binaries on loopback with a local HTTP
 service, over each tunnel transport. Usage: e2e_gateway_test.py <bin-dir> <dtls|tls>.
 Every wait is bounded; the script exits non-zero on the first failed check."""
-import hashlib, http.client, http.server, json, os, socket, ssl, subprocess, sys, tempfile
+import hashlib, http.client, http.server, json, os, sys
 import threading, time
+
+from hg_e2e import Gateway, check
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
 DOMAIN = "app.example.com"
 BIG = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(8 << 20))
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 class Local(http.server.BaseHTTPRequestHandler):
@@ -78,47 +73,11 @@ class Local(http.server.BaseHTTPRequestHandler):
 
 local = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Local)
 threading.Thread(target=local.serve_forever, daemon=True).start()
-work = tempfile.mkdtemp(prefix="hopgate-e2e-")
-procs = []
-
-
-def start(args, **kw):
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(os.path.join(work, os.path.basename(args[0]) + ".log"), "ab"), cwd=work, **kw)
-    procs.append(p)
-    return p
-
-
-def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(timeout=10)
-
+gw = Gateway(BIN, "hopgate-e2e-", ADMIN_KEY)
 
 try:
-    server = start([f"{BIN}/hopgate-server", "--http-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0",
-                    "--dtls-listen", "127.0.0.1:0", "--tunnel-listen", "127.0.0.1:0", "--proxy-timeout", "2",
-                    "--admin-api-key", ADMIN_KEY, "--db-dsn", f"sqlite://{work}/hg.db", "--cert-dir", work])
-    ports = json.loads(server.stdout.readline())
-    ctx = ssl.create_default_context(cafile=ports["certificate"])
-    ctx.check_hostname = False
-
-    def request(method, path, host, body=None, headers=None, timeout=30):
-        c = http.client.HTTPSConnection("127.0.0.1", ports["https"], context=ctx, timeout=timeout)
-        h = {"Host": host}
-        h.update(headers or {})
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r, data
-
-    def admin(method, path, payload=None, token=ADMIN_KEY):
-        hdr = {"Content-Type": "application/json"}
-        if token:
-            hdr["Authorization"] = "Bearer " + token
-        r, d = request(method, path, "localhost", json.dumps(payload) if payload is not None else None, hdr)
-        return r.status, (json.loads(d) if d else {})
+    server = gw.start_server(["--proxy-timeout", "2"], log_name="hopgate-server.log")
+    ports, ctx, request, admin = gw.ports, gw.ctx, gw.request, gw.admin
 
     st, reg = admin("POST", "/api/v1/admin/domains/register", {"domain": DOMAIN, "memo": "e2e"})
     check(st == 201 and len(reg.get("client_api_key", "")) == 64, "admin register -> 201 with a 64-hex key")
@@ -127,22 +86,10 @@ try:
     key = reg.get("client_api_key", "")
 
     def start_client(k):
-        return start([f"{BIN}/hopgate-client", "--server-addr", f"127.0.0.1:{ports['dtls']}",
-                      "--server-tls-port", str(ports["tunnel"]), "--server-name", "localhost",
-                      "--domain", DOMAIN, "--api-key", k, "--transport", TRANSPORT,
-                      "--local-target", f"127.0.0.1:{local.server_address[1]}", "--ca-file", ports["certificate"]])
+        return gw.start_client(DOMAIN, k, local.server_address[1], TRANSPORT, "hopgate-client.log")
 
     def wait_status(path, want, seconds=15):
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            try:
-                r, _ = request("GET", path, DOMAIN, timeout=5)
-                if r.status == want:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.2)
-        return False
+        return gw.wait_status(path, DOMAIN, want, seconds)
 
     check(request("GET", "/hello", "nobody.example.com")[0].status == 404, "unknown host -> 404 page")
     check(request("GET", "/hello", DOMAIN)[0].status in (502, 404), "registered domain without a tunnel -> error page")
@@ -235,12 +182,7 @@ try:
     server.send_signal(15)
     check(server.wait(timeout=15) == 0, "server exits 0 on SIGTERM")
 finally:
-    cleanup()
+    gw.stop_all()
     local.shutdown()
 
-print(f"{len(failures)} failed" if failures else "all checks passed")
-if failures:
-    for p in os.listdir(work):
-        if p.endswith(".log"):
-            print(f"--- {p}\n" + open(os.path.join(work, p)).read()[-3000:])
-sys.exit(1 if failures else 0)
+gw.finish(3000)

@@ -12,8 +12,10 @@ service, over one tunnel transport. Usage: e2e_load_test.py <bin-dir> <dtls|tls>
 
 HG_SANITIZED=1 (ASan builds) shrinks the transfers. Every wait is bounded. Exits non-zero if any
 check fails (a failed set-up step skips the rest), printing the tail of each binary's log."""
-import hashlib, http.client, http.server, json, os, random, socketserver, ssl, struct, subprocess
-import shutil, sys, tempfile, threading, time, traceback
+import hashlib, http.server, json, os, random, socketserver, struct, subprocess
+import sys, threading, time, traceback
+
+from hg_e2e import Gateway, check
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 IMPAIR = sys.argv[3] if len(sys.argv) > 3 else os.path.join(BIN, "hopgate-impair")
@@ -30,7 +32,6 @@ RSS_LIMIT = (600 if SANITIZED else 200) * MIB  # part a
 RSS_LIMIT_CONCURRENT = (1200 if SANITIZED else 400) * MIB  # part b
 N_CONCURRENT = int(os.environ.get("HG_LOAD_REQUESTS", 500))  # part b
 MAX_SIZE = 2 * MIB                             # part b, largest body
-failures = []
 
 
 class Abort(Exception):
@@ -52,13 +53,6 @@ def generate(n, tag):
         yield (head + BLOCK[off:off + CHUNK - 16])[:k]
         n -= k
         i += 1
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-    return cond
 
 
 # ------------------------------------------------------------------ local service
@@ -169,15 +163,11 @@ class LocalServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 threading.stack_size(512 * 1024)  # hundreds of handler and visitor threads
 local = LocalServer(("127.0.0.1", 0), Local)
 threading.Thread(target=local.serve_forever, daemon=True).start()
-work = tempfile.mkdtemp(prefix="hopgate-load-")
-procs = []
+gw = Gateway(BIN, "hopgate-load-", ADMIN_KEY)
 
 
 def start(args, name):
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=work,
-                         stderr=open(os.path.join(work, name + ".log"), "ab"))
-    procs.append(p)
-    return p
+    return gw.start(args, name + ".log")
 
 
 def stop(p):
@@ -217,36 +207,17 @@ class RssSampler:
 
 
 try:
-    server = start([f"{BIN}/hopgate-server", "--http-listen", "127.0.0.1:0",
-                    "--https-listen", "127.0.0.1:0", "--dtls-listen", "127.0.0.1:0",
-                    "--tunnel-listen", "127.0.0.1:0",
-                    "--admin-api-key", ADMIN_KEY, "--db-dsn", f"sqlite://{work}/hg.db",
-                    "--cert-dir", work], "hopgate-server")
-    ports = json.loads(server.stdout.readline())
-    ctx = ssl.create_default_context(cafile=ports["certificate"])
-    ctx.check_hostname = False
+    server = gw.start_server(log_name="hopgate-server.log")
+    ports, connect = gw.ports, gw.connect
 
-    def connect(timeout=60):
-        return http.client.HTTPSConnection("127.0.0.1", ports["https"], context=ctx,
-                                           timeout=timeout)
-
-    c = connect()
-    c.request("POST", "/api/v1/admin/domains/register",
-              body=json.dumps({"domain": DOMAIN, "memo": "load"}),
-              headers={"Host": "localhost", "Authorization": "Bearer " + ADMIN_KEY,
-                       "Content-Type": "application/json"})
-    r = c.getresponse()
-    key = json.loads(r.read()).get("client_api_key", "")
-    c.close()
-    if not check(r.status == 201 and key, "domain registered"):
+    st, reg = gw.admin("POST", "/api/v1/admin/domains/register", {"domain": DOMAIN, "memo": "load"})
+    key = reg.get("client_api_key", "")
+    if not check(st == 201 and key, "domain registered"):
         raise Abort
 
     def start_client(dtls_port, tls_port, name):
-        return start([f"{BIN}/hopgate-client", "--server-addr", f"127.0.0.1:{dtls_port}",
-                      "--server-tls-port", str(tls_port), "--server-name", "localhost",
-                      "--domain", DOMAIN, "--api-key", key, "--transport", TRANSPORT,
-                      "--local-target", f"127.0.0.1:{local.server_address[1]}",
-                      "--ca-file", ports["certificate"]], name)
+        return gw.start_client(DOMAIN, key, local.server_address[1], TRANSPORT, name + ".log",
+                               dtls_port, tls_port)
 
     def get(tag, n, timeout=60, c=None):
         """GET /gen/tag/n through the gateway (on c if given, connected, closed after); returns
@@ -423,15 +394,7 @@ except Exception:  # noqa: BLE001 - report it with the binaries' logs below
     traceback.print_exc()
     check(False, "no unexpected exception")
 finally:
-    for p in procs:
-        stop(p)
+    gw.stop_all()
     local.shutdown()
 
-print(f"{len(failures)} failed" if failures else "all checks passed")
-if failures:
-    for p in sorted(os.listdir(work)):
-        if p.endswith(".log"):
-            print(f"--- {p}\n" + open(os.path.join(work, p), errors="replace").read()[-3000:])
-else:
-    shutil.rmtree(work, ignore_errors=True)
-sys.exit(1 if failures else 0)
+gw.finish(3000)

@@ -4,8 +4,8 @@ WebSocket upgrade pipes (echo, 1 MiB message, idle timeouts), access-log request
 sides, visitor pipelining, slowloris / idle flood / keep-alive timeout, the connection cap, the
 proxy buffer budget, and graceful drain on SIGTERM.
 Usage: e2e_proxy_test.py <bin-dir> <dtls|tls>. Every wait is bounded; exits non-zero on failure."""
-import asyncio, hashlib, http.client, http.server, json, os, re, select, socket, ssl, subprocess
-import sys, tempfile, threading, time
+import asyncio, hashlib, http.client, http.server, json, os, re, socket, ssl, sys, threading
+import time
 
 try:
     import websockets
@@ -13,6 +13,8 @@ except ImportError:  # Debian's python3-websockets under another interpreter (e.
     sys.path.append("/usr/lib/python3/dist-packages")
     import websockets
 from http import HTTPStatus
+
+from hg_e2e import Gateway, check
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
@@ -22,13 +24,6 @@ SLOW = bytes((i * 13 + (i >> 9)) & 0xFF for i in range(2 << 20))
 UPGRADE_IDLE = 6
 HEADER_TIMEOUT = 3
 KEEPALIVE_TIMEOUT = 3
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 class Local(http.server.BaseHTTPRequestHandler):
@@ -108,23 +103,8 @@ async def start_ws_server():
 ws_server = asyncio.run_coroutine_threadsafe(start_ws_server(), ws_loop).result(10)
 ws_port = ws_server.sockets[0].getsockname()[1]
 
-work = tempfile.mkdtemp(prefix="hopgate-e2e-proxy-")
-procs = []
-
-
-def start(args, log_name, env=None):
-    p = subprocess.Popen(args, stdout=subprocess.PIPE, cwd=work, env=env,
-                         stderr=open(os.path.join(work, log_name), "ab"))
-    procs.append(p)
-    return p
-
-
-def log_lines(name):
-    try:
-        with open(os.path.join(work, name), errors="replace") as f:
-            return [json.loads(l) for l in f if l.startswith("{")]
-    except OSError:
-        return []
+gw = Gateway(BIN, "hopgate-e2e-proxy-", ADMIN_KEY)
+work, start, log_lines = gw.work, gw.start, gw.log_lines
 
 
 def find_access(name, rid, seconds=5):
@@ -137,13 +117,6 @@ def find_access(name, rid, seconds=5):
     return None
 
 
-def cleanup():
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait(timeout=10)
-
-
 try:
     env = dict(os.environ, HOP_SERVER_UPGRADE_IDLE_SECONDS=str(UPGRADE_IDLE),
                HOP_SERVER_PROXY_TIMEOUT_SECONDS="2",
@@ -151,46 +124,14 @@ try:
                HOP_SERVER_KEEPALIVE_TIMEOUT_SECONDS=str(KEEPALIVE_TIMEOUT),
                HOP_SERVER_BUFFER_BUDGET_MB="1",  # 8 exchanges of 128 KiB
                HOP_SERVER_DRAIN_SECONDS="10")
-    server = start([f"{BIN}/hopgate-server", "--http-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0",
-                    "--dtls-listen", "127.0.0.1:0", "--tunnel-listen", "127.0.0.1:0",
-                    "--admin-api-key", ADMIN_KEY, "--db-dsn", f"sqlite://{work}/hg.db", "--cert-dir", work],
-                   "server.log", env)
-    ports = json.loads(server.stdout.readline())
-    ctx = ssl.create_default_context(cafile=ports["certificate"])
-    ctx.check_hostname = False
-
-    def request(method, path, host, body=None, headers=None, timeout=30):
-        c = http.client.HTTPSConnection("127.0.0.1", ports["https"], context=ctx, timeout=timeout)
-        h = {"Host": host}
-        h.update(headers or {})
-        c.request(method, path, body=body, headers=h)
-        r = c.getresponse()
-        data = r.read()
-        c.close()
-        return r, data
-
-    def admin(method, path, payload):
-        r, d = request(method, path, "localhost", json.dumps(payload),
-                       {"Content-Type": "application/json", "Authorization": "Bearer " + ADMIN_KEY})
-        return r.status, (json.loads(d) if d else {})
+    server = gw.start_server(env=env)
+    ports, ctx, request, admin = gw.ports, gw.ctx, gw.request, gw.admin
 
     def start_client(domain, key, port, log_name):
-        return start([f"{BIN}/hopgate-client", "--server-addr", f"127.0.0.1:{ports['dtls']}",
-                      "--server-tls-port", str(ports["tunnel"]), "--server-name", "localhost",
-                      "--domain", domain, "--api-key", key, "--transport", TRANSPORT,
-                      "--local-target", f"127.0.0.1:{port}", "--ca-file", ports["certificate"]],
-                     log_name)
+        return gw.start_client(domain, key, port, TRANSPORT, log_name)
 
     def wait_status(path, host, want, seconds=20):
-        deadline = time.time() + seconds
-        while time.time() < deadline:
-            try:
-                if request("GET", path, host, timeout=5)[0].status == want:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.2)
-        return False
+        return gw.wait_status(path, host, want, seconds)
 
     keys = {}
     for d in (DOMAIN, WS_DOMAIN):
@@ -505,12 +446,7 @@ try:
     check(code == 0 and took < 8, f"server exits 0 once drained ({took:.1f} s after SIGTERM)")
     check(any(l.get("msg") == "drained" for l in log_lines("server.log")), "server logs 'drained'")
 finally:
-    cleanup()
+    gw.stop_all()
     local.shutdown()
 
-print(f"{len(failures)} failed" if failures else "all checks passed")
-if failures:
-    for p in sorted(os.listdir(work)):
-        if p.endswith(".log"):
-            print(f"--- {p}\n" + open(os.path.join(work, p), errors="replace").read()[-4000:])
-sys.exit(1 if failures else 0)
+gw.finish(4000)
