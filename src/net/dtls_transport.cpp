@@ -411,8 +411,8 @@ private:
         if (auto e = engine_->timeout()) {
             t = std::min(t, core::steady_now() + *e);
         }
-        arm_timer_at(timer_, t, shared_from_this(),
-                     [](Tunnel& self) { static_cast<ServerSession&>(self).on_timer(); });
+        timer_.arm(t, shared_from_this(),
+                   [](Tunnel& self) { static_cast<ServerSession&>(self).on_timer(); });
     }
 
     void on_timer() {
@@ -453,7 +453,7 @@ private:
     PeerAddr addr_;
     std::uint64_t cid_;
     std::unique_ptr<tls::DtlsEngine> engine_;
-    asio::steady_timer timer_;
+    LazyTimer timer_;
     Instant started_;
     Instant last_rx_{core::steady_now()};
     int icmp_errors_ = 0;
@@ -886,8 +886,8 @@ private:
         if (auto e = engine_->timeout()) {
             t = std::min(t, core::steady_now() + *e);
         }
-        arm_timer_at(timer_, t, shared_from_this(),
-                     [](Tunnel& self) { static_cast<ClientTunnel&>(self).on_timer(); });
+        timer_.arm(t, shared_from_this(),
+                   [](Tunnel& self) { static_cast<ClientTunnel&>(self).on_timer(); });
     }
 
     void on_timer() {
@@ -932,7 +932,7 @@ private:
     std::unique_ptr<tls::DtlsEngine> engine_;
     TransportOptions opts_;
     DialDone done_;
-    asio::steady_timer timer_;
+    LazyTimer timer_;
     Instant started_;
     PeerAddr to_;
     UdpReceiver rx_{16};
