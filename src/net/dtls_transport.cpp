@@ -129,7 +129,7 @@ struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
     void wait_write();
 };
 
-class ServerSession final : public Tunnel {
+class ServerSession final : public Tunnel, private tls::DatagramSink {
 public:
     ServerSession(const std::shared_ptr<DtlsServer::Impl>& srv, const PeerAddr& addr,
                   std::unique_ptr<tls::DtlsEngine> engine)
@@ -198,7 +198,7 @@ public:
         if (closed_) {
             return 0;
         }
-        engine_->on_datagram(d);
+        engine_->on_datagram_view(d);  // read to the end below, before `d` changes
         if (!conn_ && engine_->handshake_done()) {
             auto srv = srv_.lock();
             proto::ConnectionConfig c =
@@ -253,6 +253,8 @@ public:
         if (!srv) {
             return;
         }
+        // While flushing, records go from OpenSSL's buffer straight into the send batch.
+        SinkScope sink(*this, *srv);
         dispatch_events();
         pump_engine(*srv);
         if (conn_) {
@@ -303,8 +305,41 @@ public:
     }
 
 private:
+    // Attaches this session as the engine's sink for the duration of a flush (the server is
+    // known to be alive then).
+    struct SinkScope {
+        SinkScope(ServerSession& s, DtlsServer::Impl& srv) : self(s) {
+            self.sink_srv_ = &srv;
+            self.engine_->set_sink(&self);
+        }
+        ~SinkScope() {
+            self.engine_->set_sink(nullptr);
+            self.sink_srv_ = nullptr;
+        }
+        SinkScope(const SinkScope&) = delete;
+        SinkScope& operator=(const SinkScope&) = delete;
+        ServerSession& self;
+    };
+
+    bool accept(std::span<const std::uint8_t> d) override {
+        DtlsServer::Impl& srv = *sink_srv_;
+        if (srv.tx_blocked) {
+            return false;  // stays in the engine's queue until the socket is writable
+        }
+        if (!srv.tx.send(srv.sock.native_handle(), d, addr_)) {
+            srv.tx_blocked = true;
+            srv.wait_write();
+            return false;
+        }
+        ++srv.st.datagrams_out;
+        if (probe_) {
+            probe_->tx_bytes += d.size();
+        }
+        return true;
+    }
+
     void pump_engine(DtlsServer::Impl& srv) {
-        for (;;) {
+        while (!srv.tx_blocked) {
             const std::size_t m = engine_->pop_datagram(cipher_);
             if (m == 0) {
                 break;
@@ -450,6 +485,7 @@ private:
     }
 
     std::weak_ptr<DtlsServer::Impl> srv_;
+    DtlsServer::Impl* sink_srv_ = nullptr;  // set while a flush runs (SinkScope)
     PeerAddr addr_;
     std::uint64_t cid_;
     std::unique_ptr<tls::DtlsEngine> engine_;
@@ -706,7 +742,7 @@ ServerStats DtlsServer::stats() const {
 
 namespace {
 
-class ClientTunnel final : public Tunnel {
+class ClientTunnel final : public Tunnel, private tls::DatagramSink {
 public:
     ClientTunnel(asio::io_context& io, const udp::endpoint& server,
                  std::unique_ptr<tls::DtlsEngine> engine, TransportOptions opts,
@@ -722,7 +758,13 @@ public:
         sock_.non_blocking(true);
         size_socket(sock_.native_handle(), opts_.socket_buffer_bytes);
         UdpReceiver::try_enable_gro(sock_.native_handle());
+        // Records go from OpenSSL's buffer straight into the send batch.
+        engine_->set_sink(this);
     }
+
+    ~ClientTunnel() override { engine_->set_sink(nullptr); }
+    ClientTunnel(const ClientTunnel&) = delete;
+    ClientTunnel& operator=(const ClientTunnel&) = delete;
 
     void start() {
         wait_read();
@@ -779,8 +821,27 @@ public:
     }
 
 private:
+    bool accept(std::span<const std::uint8_t> d) override {
+        if (tx_blocked_) {
+            return false;  // stays in the engine's queue until the socket is writable
+        }
+        std::array<std::uint8_t, kCidPrefixLen> prefix{};
+        std::span<const std::uint8_t> p;
+        if (cid_ != 0) {
+            prefix[0] = kCidMarker;
+            put_be64(prefix.data() + 1, cid_);
+            p = prefix;
+        }
+        if (!tx_.send(sock_.native_handle(), p, d, to_)) {
+            tx_blocked_ = true;
+            wait_write();
+            return false;
+        }
+        return true;
+    }
+
     void pump_engine() {
-        for (;;) {
+        while (!tx_blocked_) {
             std::uint8_t* out = cipher_.data() + kCidPrefixLen;
             const std::size_t m = engine_->pop_datagram({out, kBufSize});
             if (m == 0) {
@@ -855,7 +916,7 @@ private:
     }
 
     void on_datagram(std::span<const std::uint8_t> d) {
-        engine_->on_datagram(d);
+        engine_->on_datagram_view(d);  // read to the end below, before `d` changes
         if (!conn_ && engine_->handshake_done()) {
             proto::ConnectionConfig c =
                 datagram_config(opts_, proto::Role::kClient, engine_->record_overhead());

@@ -60,7 +60,12 @@ public:
     explicit UdpSender(std::size_t max_segments = 32);
     // Queues `d` for `to`, sending the current batch first if `d` cannot join it. Returns false
     // if that send would block: `d` was NOT taken; wait for writability, flush, and retry.
-    bool send(int fd, std::span<const std::uint8_t> d, const PeerAddr& to);
+    bool send(int fd, std::span<const std::uint8_t> d, const PeerAddr& to) {
+        return send(fd, {}, d, to);
+    }
+    // The same for the datagram `prefix` + `d` (gathered into the batch, one copy).
+    bool send(int fd, std::span<const std::uint8_t> prefix, std::span<const std::uint8_t> d,
+              const PeerAddr& to);
     // Sends everything queued. Returns false if it would block (the rest stays queued).
     bool flush(int fd);
     bool empty() const { return count_ == 0; }
