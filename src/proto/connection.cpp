@@ -242,6 +242,10 @@ struct Connection::Impl {
 
     // Streams.
     std::unordered_map<StreamId, Stream> streams;
+    // find()'s last hit: ACKs and packets mostly name the same stream over and over. Map nodes
+    // do not move on insert or rehash; erase and clear reset it.
+    StreamId found_id = 0;
+    Stream* found = nullptr;
     std::deque<StreamId> send_queue;
     std::deque<StreamId> ctrl_queue;
     std::uint64_t next_local_seq = 0;
@@ -487,6 +491,7 @@ struct Connection::Impl {
     }
 
     void drop_all_streams() {
+        found = nullptr;
         streams.clear();
         send_queue.clear();
         ctrl_queue.clear();
@@ -515,8 +520,16 @@ struct Connection::Impl {
     }
 
     Stream* find(StreamId id) {
+        if (found != nullptr && found_id == id) {
+            return found;
+        }
         auto it = streams.find(id);
-        return it == streams.end() ? nullptr : &it->second;
+        if (it == streams.end()) {
+            return nullptr;
+        }
+        found_id = id;
+        found = &it->second;
+        return found;
     }
 
     // Returns the stream for a frame from the peer, opening peer streams implicitly.
@@ -594,6 +607,7 @@ struct Connection::Impl {
             conn_consumed += unconsumed;
         }
         const bool known_to_app = local || s.meta_parsed;
+        found = nullptr;
         streams.erase(id);
         if (known_to_app) {
             // A peer stream reset before its head arrived was never announced; stay silent.
