@@ -121,7 +121,7 @@ struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
     void wait_read();
     void drain_error_queue();
     void on_readable();
-    void handle(std::span<const std::uint8_t> d, const PeerAddr& from);
+    void handle(std::span<const std::uint8_t> d, const PeerAddr& from, Instant now);
     bool send(std::span<const std::uint8_t> d, const PeerAddr& to);
     void flush_dirty();
     void mark_dirty(const std::shared_ptr<ServerSession>& s);
@@ -192,9 +192,10 @@ public:
         }
     }
 
-    // Feeds one datagram; returns the number of application records it carried (so the server
-    // can tell an authenticated datagram from noise when an address changes).
-    int on_datagram(std::span<const std::uint8_t> d) {
+    // Feeds one datagram received at `now`; returns the number of application records it
+    // carried (so the server can tell an authenticated datagram from noise when an address
+    // changes).
+    int on_datagram(std::span<const std::uint8_t> d, Instant now) {
         if (closed_) {
             return 0;
         }
@@ -212,7 +213,7 @@ public:
                 srv->on_tunnel(std::static_pointer_cast<Tunnel>(shared_from_this()));
             }
         }
-        last_rx_ = core::steady_now();
+        last_rx_ = now;
         icmp_errors_ = 0;
         int records = 0;
         if (conn_) {
@@ -222,8 +223,7 @@ public:
                     break;
                 }
                 ++records;
-                conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r),
-                                   core::steady_now());
+                conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r), now);
             }
         }
         return records;
@@ -565,8 +565,10 @@ void DtlsServer::Impl::on_readable() {
         if (batch.empty()) {
             break;
         }
+        // One clock read per batch: they all arrived by now.
+        const Instant now = core::steady_now();
         for (const auto& d : batch) {
-            handle(d.data, *d.from);
+            handle(d.data, *d.from, now);
         }
     }
     drain_error_queue();
@@ -592,7 +594,8 @@ void DtlsServer::Impl::flush_dirty() {
     }
 }
 
-void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& from) {
+void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& from,
+                              Instant now) {
     ++st.datagrams_in;
     if (d.empty()) {
         ++st.dropped;
@@ -609,7 +612,7 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
             return;
         }
         auto s = it->second;
-        const int records = s->on_datagram(d.subspan(kCidPrefixLen));
+        const int records = s->on_datagram(d.subspan(kCidPrefixLen), now);
         // An authenticated, non-replayed record from a new address starts path validation
         // (the client may have moved: NAT rebinding); noise never moves anything.
         s->on_peer_datagram(*this, from, d.size(), records);
@@ -618,7 +621,7 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
     }
     if (auto it = by_addr.find(from); it != by_addr.end()) {
         auto s = it->second;
-        s->on_datagram(d);
+        s->on_datagram(d, now);
         mark_dirty(s);
         return;
     }
@@ -651,7 +654,7 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
     auto s = std::make_shared<ServerSession>(shared_from_this(), from, std::move(engine));
     by_addr[from] = s;
     by_cid[s->cid()] = s;
-    s->on_datagram(d);
+    s->on_datagram(d, now);
     mark_dirty(s);
 }
 
@@ -905,8 +908,10 @@ private:
             if (batch.empty()) {
                 break;
             }
+            // One clock read per batch: they all arrived by now.
+            const Instant now = core::steady_now();
             for (const auto& d : batch) {
-                on_datagram(d.data);
+                on_datagram(d.data, now);
             }
         }
         flush();
@@ -915,7 +920,7 @@ private:
         }
     }
 
-    void on_datagram(std::span<const std::uint8_t> d) {
+    void on_datagram(std::span<const std::uint8_t> d, Instant now) {
         engine_->on_datagram_view(d);  // read to the end below, before `d` changes
         if (!conn_ && engine_->handshake_done()) {
             proto::ConnectionConfig c =
@@ -936,8 +941,7 @@ private:
             if (!r || *r == 0) {
                 break;
             }
-            conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r),
-                               core::steady_now());
+            conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r), now);
         }
     }
 
