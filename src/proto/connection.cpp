@@ -29,6 +29,12 @@ constexpr Duration kPmtuBlackHoleRetry = std::chrono::seconds(60);
 constexpr int kPmtuMaxProbes = 3;
 constexpr std::size_t kPmtuSearchDone = 16;     // stop when the window is this narrow
 constexpr std::size_t kStreamRecordPrefix = 4;  // fixed 4-byte varint length prefix
+// Pacing timer granularity (quiche's kAlarmGranularity). On a path whose smoothed RTT is below
+// it (loopback, a LAN) the pacer lets packets out up to this much ahead of their ideal send
+// time, which in practice leaves the congestion window alone in charge, as MsQuic does below a
+// 1 ms RTT: a timer woken every few microseconds of pacing gap there cost more CPU than the
+// spacing was worth and left the sender waiting on its own timer between tiny batches.
+constexpr Duration kPacingGranularity = std::chrono::milliseconds(1);
 
 enum class RecKind : std::uint8_t {
     kStream,
@@ -310,8 +316,10 @@ struct Connection::Impl {
     Pmtud pmtud;
     std::size_t mtu = 0;
 
-    // Pacer: may send when pace_time <= now.
+    // Pacer: may send when pace_time <= now + pace_early (kPacingGranularity below a 1 ms
+    // smoothed RTT, else 0).
     Instant pace_time{};
+    Duration pace_early{0};
 
     // Delivery-rate estimation.
     std::uint64_t delivered = 0;
@@ -1625,7 +1633,7 @@ struct Connection::Impl {
             take(last_ack_eliciting_send_time + keepalive_interval());
         }
         if (datagram() && has_pending_send() && bytes_in_flight < cc->cwnd()) {
-            take(pace_time);
+            take(pace_time - pace_early);
         }
         if (pmtud.enabled && state == State::kEstablished) {
             if (pmtud.probe_outstanding) {
@@ -2016,7 +2024,7 @@ struct Connection::Impl {
         }
         const bool probing = probes_to_send > 0;
         const bool cwnd_ok = probing || bytes_in_flight < cc->cwnd();
-        const bool pace_ok = probing || pace_time <= now_;
+        const bool pace_ok = probing || pace_time <= now_ + pace_early;
         const bool may_send_data = cwnd_ok && pace_ok;
         const bool ack_due = ack_needed && (ack_immediate || (has_ack_deadline && now_ >= ack_deadline));
         const bool pending = has_pending_send() || probing;
@@ -2093,6 +2101,7 @@ struct Connection::Impl {
         const Duration burst(static_cast<std::int64_t>(burst_bytes / rate * 1e6));
         const Duration gap(static_cast<std::int64_t>(std::ceil(static_cast<double>(bytes) / rate * 1e6)));
         pace_time = std::max(pace_time, now_ - burst) + gap;
+        pace_early = rtt.smoothed() < kPacingGranularity ? kPacingGranularity : Duration{0};
     }
 
     std::size_t write_mtu_probe(std::span<std::uint8_t> out) {
