@@ -580,6 +580,10 @@ void DtlsServer::Impl::on_readable() {
 }
 
 void DtlsServer::Impl::mark_dirty(const std::shared_ptr<ServerSession>& s) {
+    // A batch mostly comes from one session: skip the set for the one marked last.
+    if (!dirty.empty() && dirty.back().get() == s.get()) {
+        return;
+    }
     if (dirty_set.insert(s.get()).second) {
         dirty.push_back(s);
     }
