@@ -244,7 +244,6 @@ private:
     static constexpr double kHighGain = 2.885;  // 2/ln(2)
     static constexpr double kCwndGain = 2.0;
     static constexpr double kPacingMargin = 0.99;
-    static constexpr core::Duration kSubMsRtt = std::chrono::milliseconds(1);
     static constexpr std::size_t kBwWindowRounds = 10;
     static constexpr std::uint64_t kMinPipeCwndPackets = 4;
     static constexpr Duration kMinRttWindow = std::chrono::seconds(10);
@@ -382,17 +381,8 @@ private:
         return std::clamp<std::uint64_t>(static_cast<std::uint64_t>(q), mss_, 64 * 1024);
     }
 
-    void update_cwnd(const AckEvent& ev, const RttEstimator& rtt) {
-        std::uint64_t target = bdp(cwnd_gain_) + 3 * send_quantum();
-        // Below a 1 ms smoothed RTT (loopback, a LAN) the round trip is mostly batching in the
-        // endpoints (event loops, GSO/GRO), which min_rtt does not see: size the window for the
-        // smoothed RTT there, or it caps the rate at cwnd / srtt with both ends partly idle. The
-        // queueing this allows is bounded by the 1 ms: above it the usual target applies.
-        if (const auto srtt = rtt.smoothed(); srtt < kSubMsRtt && btl_bw() > 0) {
-            const auto srtt_bdp =
-                static_cast<std::uint64_t>(cwnd_gain_ * btl_bw() * core::to_seconds(srtt));
-            target = std::max(target, srtt_bdp + 3 * send_quantum());
-        }
+    void update_cwnd(const AckEvent& ev, const RttEstimator&) {
+        const std::uint64_t target = bdp(cwnd_gain_) + 3 * send_quantum();
         if (filled_pipe_) {
             cwnd_ = std::min(cwnd_ + ev.acked_bytes, target);
         } else if (cwnd_ < target || ev.total_delivered < kInitialWindowPackets * mss_) {
