@@ -121,7 +121,7 @@ struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
     void wait_read();
     void drain_error_queue();
     void on_readable();
-    void handle(std::span<const std::uint8_t> d, const PeerAddr& from);
+    void handle(std::span<const std::uint8_t> d, const PeerAddr& from, Instant now);
     bool send(std::span<const std::uint8_t> d, const PeerAddr& to);
     void flush_dirty();
     void mark_dirty(const std::shared_ptr<ServerSession>& s);
@@ -129,7 +129,7 @@ struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
     void wait_write();
 };
 
-class ServerSession final : public Tunnel {
+class ServerSession final : public Tunnel, private tls::DatagramSink {
 public:
     ServerSession(const std::shared_ptr<DtlsServer::Impl>& srv, const PeerAddr& addr,
                   std::unique_ptr<tls::DtlsEngine> engine)
@@ -192,13 +192,14 @@ public:
         }
     }
 
-    // Feeds one datagram; returns the number of application records it carried (so the server
-    // can tell an authenticated datagram from noise when an address changes).
-    int on_datagram(std::span<const std::uint8_t> d) {
+    // Feeds one datagram received at `now`; returns the number of application records it
+    // carried (so the server can tell an authenticated datagram from noise when an address
+    // changes).
+    int on_datagram(std::span<const std::uint8_t> d, Instant now) {
         if (closed_) {
             return 0;
         }
-        engine_->on_datagram(d);
+        engine_->on_datagram_view(d);  // read to the end below, before `d` changes
         if (!conn_ && engine_->handshake_done()) {
             auto srv = srv_.lock();
             proto::ConnectionConfig c =
@@ -212,7 +213,7 @@ public:
                 srv->on_tunnel(std::static_pointer_cast<Tunnel>(shared_from_this()));
             }
         }
-        last_rx_ = core::steady_now();
+        last_rx_ = now;
         icmp_errors_ = 0;
         icmp_ping_wanted_ = false;
         int records = 0;
@@ -223,8 +224,7 @@ public:
                     break;
                 }
                 ++records;
-                conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r),
-                                   core::steady_now());
+                conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r), now);
             }
         }
         return records;
@@ -269,6 +269,8 @@ public:
         if (!srv) {
             return;
         }
+        // While flushing, records go from OpenSSL's buffer straight into the send batch.
+        SinkScope sink(*this, *srv);
         dispatch_events();
         pump_engine(*srv);
         if (conn_) {
@@ -319,8 +321,41 @@ public:
     }
 
 private:
+    // Attaches this session as the engine's sink for the duration of a flush (the server is
+    // known to be alive then).
+    struct SinkScope {
+        SinkScope(ServerSession& s, DtlsServer::Impl& srv) : self(s) {
+            self.sink_srv_ = &srv;
+            self.engine_->set_sink(&self);
+        }
+        ~SinkScope() {
+            self.engine_->set_sink(nullptr);
+            self.sink_srv_ = nullptr;
+        }
+        SinkScope(const SinkScope&) = delete;
+        SinkScope& operator=(const SinkScope&) = delete;
+        ServerSession& self;
+    };
+
+    bool accept(std::span<const std::uint8_t> d) override {
+        DtlsServer::Impl& srv = *sink_srv_;
+        if (srv.tx_blocked) {
+            return false;  // stays in the engine's queue until the socket is writable
+        }
+        if (!srv.tx.send(srv.sock.native_handle(), d, addr_)) {
+            srv.tx_blocked = true;
+            srv.wait_write();
+            return false;
+        }
+        ++srv.st.datagrams_out;
+        if (probe_) {
+            probe_->tx_bytes += d.size();
+        }
+        return true;
+    }
+
     void pump_engine(DtlsServer::Impl& srv) {
-        for (;;) {
+        while (!srv.tx_blocked) {
             const std::size_t m = engine_->pop_datagram(cipher_);
             if (m == 0) {
                 break;
@@ -430,8 +465,8 @@ private:
         if (auto e = engine_->timeout()) {
             t = std::min(t, core::steady_now() + *e);
         }
-        arm_timer_at(timer_, t, shared_from_this(),
-                     [](Tunnel& self) { static_cast<ServerSession&>(self).on_timer(); });
+        timer_.arm(t, shared_from_this(),
+                   [](Tunnel& self) { static_cast<ServerSession&>(self).on_timer(); });
     }
 
     void on_timer() {
@@ -470,10 +505,11 @@ private:
     }
 
     std::weak_ptr<DtlsServer::Impl> srv_;
+    DtlsServer::Impl* sink_srv_ = nullptr;  // set while a flush runs (SinkScope)
     PeerAddr addr_;
     std::uint64_t cid_;
     std::unique_ptr<tls::DtlsEngine> engine_;
-    asio::steady_timer timer_;
+    LazyTimer timer_;
     Instant started_;
     Instant last_rx_{core::steady_now()};
     int icmp_errors_ = 0;
@@ -553,8 +589,10 @@ void DtlsServer::Impl::on_readable() {
         if (batch.empty()) {
             break;
         }
+        // One clock read per batch: they all arrived by now.
+        const Instant now = core::steady_now();
         for (const auto& d : batch) {
-            handle(d.data, *d.from);
+            handle(d.data, *d.from, now);
         }
     }
     drain_error_queue();
@@ -566,6 +604,10 @@ void DtlsServer::Impl::on_readable() {
 }
 
 void DtlsServer::Impl::mark_dirty(const std::shared_ptr<ServerSession>& s) {
+    // A batch mostly comes from one session: skip the set for the one marked last.
+    if (!dirty.empty() && dirty.back().get() == s.get()) {
+        return;
+    }
     if (dirty_set.insert(s.get()).second) {
         dirty.push_back(s);
     }
@@ -580,7 +622,8 @@ void DtlsServer::Impl::flush_dirty() {
     }
 }
 
-void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& from) {
+void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& from,
+                              Instant now) {
     ++st.datagrams_in;
     if (d.empty()) {
         ++st.dropped;
@@ -597,7 +640,7 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
             return;
         }
         auto s = it->second;
-        const int records = s->on_datagram(d.subspan(kCidPrefixLen));
+        const int records = s->on_datagram(d.subspan(kCidPrefixLen), now);
         // An authenticated, non-replayed record from a new address starts path validation
         // (the client may have moved: NAT rebinding); noise never moves anything.
         s->on_peer_datagram(*this, from, d.size(), records);
@@ -606,7 +649,7 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
     }
     if (auto it = by_addr.find(from); it != by_addr.end()) {
         auto s = it->second;
-        s->on_datagram(d);
+        s->on_datagram(d, now);
         mark_dirty(s);
         return;
     }
@@ -639,7 +682,7 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
     auto s = std::make_shared<ServerSession>(shared_from_this(), from, std::move(engine));
     by_addr[from] = s;
     by_cid[s->cid()] = s;
-    s->on_datagram(d);
+    s->on_datagram(d, now);
     mark_dirty(s);
 }
 
@@ -730,7 +773,7 @@ ServerStats DtlsServer::stats() const {
 
 namespace {
 
-class ClientTunnel final : public Tunnel {
+class ClientTunnel final : public Tunnel, private tls::DatagramSink {
 public:
     ClientTunnel(asio::io_context& io, const udp::endpoint& server,
                  std::unique_ptr<tls::DtlsEngine> engine, TransportOptions opts,
@@ -746,7 +789,13 @@ public:
         sock_.non_blocking(true);
         size_socket(sock_.native_handle(), opts_.socket_buffer_bytes);
         UdpReceiver::try_enable_gro(sock_.native_handle());
+        // Records go from OpenSSL's buffer straight into the send batch.
+        engine_->set_sink(this);
     }
+
+    ~ClientTunnel() override { engine_->set_sink(nullptr); }
+    ClientTunnel(const ClientTunnel&) = delete;
+    ClientTunnel& operator=(const ClientTunnel&) = delete;
 
     void start() {
         wait_read();
@@ -803,8 +852,27 @@ public:
     }
 
 private:
+    bool accept(std::span<const std::uint8_t> d) override {
+        if (tx_blocked_) {
+            return false;  // stays in the engine's queue until the socket is writable
+        }
+        std::array<std::uint8_t, kCidPrefixLen> prefix{};
+        std::span<const std::uint8_t> p;
+        if (cid_ != 0) {
+            prefix[0] = kCidMarker;
+            put_be64(prefix.data() + 1, cid_);
+            p = prefix;
+        }
+        if (!tx_.send(sock_.native_handle(), p, d, to_)) {
+            tx_blocked_ = true;
+            wait_write();
+            return false;
+        }
+        return true;
+    }
+
     void pump_engine() {
-        for (;;) {
+        while (!tx_blocked_) {
             std::uint8_t* out = cipher_.data() + kCidPrefixLen;
             const std::size_t m = engine_->pop_datagram({out, kBufSize});
             if (m == 0) {
@@ -868,8 +936,10 @@ private:
             if (batch.empty()) {
                 break;
             }
+            // One clock read per batch: they all arrived by now.
+            const Instant now = core::steady_now();
             for (const auto& d : batch) {
-                on_datagram(d.data);
+                on_datagram(d.data, now);
             }
         }
         flush();
@@ -878,8 +948,8 @@ private:
         }
     }
 
-    void on_datagram(std::span<const std::uint8_t> d) {
-        engine_->on_datagram(d);
+    void on_datagram(std::span<const std::uint8_t> d, Instant now) {
+        engine_->on_datagram_view(d);  // read to the end below, before `d` changes
         if (!conn_ && engine_->handshake_done()) {
             proto::ConnectionConfig c =
                 datagram_config(opts_, proto::Role::kClient, engine_->record_overhead());
@@ -899,8 +969,7 @@ private:
             if (!r || *r == 0) {
                 break;
             }
-            conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r),
-                               core::steady_now());
+            conn_->on_datagram(std::span<const std::uint8_t>(plain_).first(*r), now);
         }
     }
 
@@ -910,8 +979,8 @@ private:
         if (auto e = engine_->timeout()) {
             t = std::min(t, core::steady_now() + *e);
         }
-        arm_timer_at(timer_, t, shared_from_this(),
-                     [](Tunnel& self) { static_cast<ClientTunnel&>(self).on_timer(); });
+        timer_.arm(t, shared_from_this(),
+                   [](Tunnel& self) { static_cast<ClientTunnel&>(self).on_timer(); });
     }
 
     void on_timer() {
@@ -956,7 +1025,7 @@ private:
     std::unique_ptr<tls::DtlsEngine> engine_;
     TransportOptions opts_;
     DialDone done_;
-    asio::steady_timer timer_;
+    LazyTimer timer_;
     Instant started_;
     PeerAddr to_;
     UdpReceiver rx_{16};

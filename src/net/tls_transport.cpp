@@ -83,7 +83,8 @@ public:
         : Tunnel(TransportKind::kTls, endpoint_string(sock)), sock_(std::move(sock)),
           engine_(std::move(engine)), role_(role), opts_(std::move(opts)),
           done_(std::move(done)), on_closed_(std::move(on_closed)), timer_(sock_.get_executor()),
-          started_(core::steady_now()), rbuf_(kReadSize), plain_(kReadSize), rec_(kRecordBuf) {
+          linger_timer_(sock_.get_executor()), started_(core::steady_now()), rbuf_(kReadSize),
+          plain_(kReadSize), rec_(kRecordBuf) {
         tune_tcp(sock_);
     }
 
@@ -202,12 +203,13 @@ private:
                 shut_ = true;
                 boost::system::error_code ec;
                 sock_.shutdown(tcp::socket::shutdown_send, ec);
-                timer_.expires_after(std::chrono::seconds(2));
-                timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
-                    if (!e) {
-                        static_cast<TlsTunnel*>(self.get())->close_socket();
-                    }
-                });
+                linger_timer_.expires_after(std::chrono::seconds(2));
+                linger_timer_.async_wait(
+                    [self = shared_from_this()](const boost::system::error_code& e) {
+                        if (!e) {
+                            static_cast<TlsTunnel*>(self.get())->close_socket();
+                        }
+                    });
             }
             return;
         }
@@ -290,7 +292,7 @@ private:
     void arm_timer() {
         Instant t = conn_ ? conn_->next_timeout().value_or(core::kInstantMax)
                           : started_ + opts_.handshake_timeout;
-        arm_timer_at(timer_, t, shared_from_this(), [](Tunnel& self) {
+        timer_.arm(t, shared_from_this(), [](Tunnel& self) {
             auto& tun = static_cast<TlsTunnel&>(self);
             if (tun.closed_) {
                 return;
@@ -343,7 +345,7 @@ private:
         }
         sock_closed_ = true;
         linger_ = false;
-        timer_.cancel();
+        linger_timer_.cancel();
         boost::system::error_code ec;
         sock_.close(ec);
     }
@@ -354,7 +356,8 @@ private:
     TransportOptions opts_;
     DialDone done_;
     Closed on_closed_;
-    asio::steady_timer timer_;
+    LazyTimer timer_;
+    asio::steady_timer linger_timer_;
     Instant started_;
     std::vector<std::uint8_t> rbuf_;
     std::vector<std::uint8_t> plain_;

@@ -120,24 +120,30 @@ const std::vector<RecvDatagram>& UdpReceiver::receive(int fd, int& err) {
 
 UdpSender::UdpSender(std::size_t max_segments) : max_segments_(max_segments), buf_(65536) {}
 
-bool UdpSender::send(int fd, std::span<const std::uint8_t> d, const PeerAddr& to) {
-    if (d.empty() || d.size() > buf_.size()) {
+bool UdpSender::send(int fd, std::span<const std::uint8_t> prefix,
+                     std::span<const std::uint8_t> d, const PeerAddr& to) {
+    const std::size_t size = prefix.size() + d.size();
+    if (size == 0 || size > buf_.size()) {
         return true;  // nothing sensible to send; UDP would refuse it anyway
     }
-    const bool joins = count_ > 0 && gso_ && to == to_ && !last_short_ && d.size() <= seg_size_ &&
-                       count_ < max_segments_ && total_ + d.size() <= kMaxGsoBytes;
+    const bool joins = count_ > 0 && gso_ && !last_short_ && size <= seg_size_ &&
+                       count_ < max_segments_ && total_ + size <= kMaxGsoBytes && to == to_;
     if (count_ > 0 && !joins && !flush(fd)) {
         return false;
     }
     if (count_ == 0) {
         to_ = to;
-        seg_size_ = d.size();
+        seg_size_ = size;
         last_short_ = false;
         sent_segments_ = 0;
     }
-    std::memcpy(buf_.data() + total_, d.data(), d.size());
-    total_ += d.size();
-    last_short_ = d.size() < seg_size_;
+    std::uint8_t* p = buf_.data() + total_;
+    if (!prefix.empty()) {
+        std::memcpy(p, prefix.data(), prefix.size());
+    }
+    std::memcpy(p + prefix.size(), d.data(), d.size());
+    total_ += size;
+    last_short_ = size < seg_size_;
     ++count_;
     return true;
 }

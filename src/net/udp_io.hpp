@@ -57,10 +57,17 @@ private:
 // Accumulates datagrams for one destination and sends them with GSO (one syscall per batch).
 class UdpSender {
 public:
-    explicit UdpSender(std::size_t max_segments = 32);
+    // 64 is the kernel's UDP_MAX_SEGMENTS on every GSO-capable kernel; 65000 bytes per batch
+    // is usually the tighter bound (45 full-size tunnel datagrams).
+    explicit UdpSender(std::size_t max_segments = 64);
     // Queues `d` for `to`, sending the current batch first if `d` cannot join it. Returns false
     // if that send would block: `d` was NOT taken; wait for writability, flush, and retry.
-    bool send(int fd, std::span<const std::uint8_t> d, const PeerAddr& to);
+    bool send(int fd, std::span<const std::uint8_t> d, const PeerAddr& to) {
+        return send(fd, {}, d, to);
+    }
+    // The same for the datagram `prefix` + `d` (gathered into the batch, one copy).
+    bool send(int fd, std::span<const std::uint8_t> prefix, std::span<const std::uint8_t> d,
+              const PeerAddr& to);
     // Sends everything queued. Returns false if it would block (the rest stays queued).
     bool flush(int fd);
     bool empty() const { return count_ == 0; }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <utility>
 #include <span>
 #include <vector>
@@ -13,6 +15,25 @@
 #include "proto/range_set.hpp"
 
 namespace hopgate::proto {
+
+// An allocator whose value-initialisation is default-initialisation: vector<uint8_t>::resize
+// leaves the new bytes unwritten instead of zero-filling them (they are overwritten anyway).
+template <class T>
+struct DefaultInitAllocator : std::allocator<T> {
+    template <class U>
+    struct rebind {
+        using other = DefaultInitAllocator<U>;
+    };
+    using std::allocator<T>::allocator;
+    template <class U>
+    void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        std::construct_at(p, std::forward<Args>(args)...);
+    }
+};
 
 // Bytes [base(), end()) of a stream's send direction that are not yet acknowledged, in a list of
 // blocks (the first sized to the first write, doubling up to 64 KiB) so that releasing an
@@ -186,7 +207,8 @@ public:
     std::size_t allocated() const { return data_.size() - head_; }
 
 private:
-    std::vector<std::uint8_t> data_;
+    // Bytes between received ranges are never read, so growing needs no zero-fill.
+    std::vector<std::uint8_t, DefaultInitAllocator<std::uint8_t>> data_;
     std::size_t head_ = 0;
     std::uint64_t base_ = 0;
     RangeSet have_;

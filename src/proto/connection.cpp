@@ -29,6 +29,12 @@ constexpr Duration kPmtuBlackHoleRetry = std::chrono::seconds(60);
 constexpr int kPmtuMaxProbes = 3;
 constexpr std::size_t kPmtuSearchDone = 16;     // stop when the window is this narrow
 constexpr std::size_t kStreamRecordPrefix = 4;  // fixed 4-byte varint length prefix
+// Pacing timer granularity (quiche's kAlarmGranularity). On a path whose smoothed RTT is below
+// it (loopback, a LAN) the pacer lets packets out up to this much ahead of their ideal send
+// time, which in practice leaves the congestion window alone in charge, as MsQuic does below a
+// 1 ms RTT: a timer woken every few microseconds of pacing gap there cost more CPU than the
+// spacing was worth and left the sender waiting on its own timer between tiny batches.
+constexpr Duration kPacingGranularity = std::chrono::milliseconds(1);
 
 enum class RecKind : std::uint8_t {
     kStream,
@@ -242,6 +248,10 @@ struct Connection::Impl {
 
     // Streams.
     std::unordered_map<StreamId, Stream> streams;
+    // find()'s last hit: ACKs and packets mostly name the same stream over and over. Map nodes
+    // do not move on insert or rehash; erase and clear reset it.
+    StreamId found_id = 0;
+    Stream* found = nullptr;
     std::deque<StreamId> send_queue;
     std::deque<StreamId> ctrl_queue;
     std::uint64_t next_local_seq = 0;
@@ -306,8 +316,10 @@ struct Connection::Impl {
     Pmtud pmtud;
     std::size_t mtu = 0;
 
-    // Pacer: may send when pace_time <= now.
+    // Pacer: may send when pace_time <= now + pace_early (kPacingGranularity below a 1 ms
+    // smoothed RTT, else 0).
     Instant pace_time{};
+    Duration pace_early{0};
 
     // Delivery-rate estimation.
     std::uint64_t delivered = 0;
@@ -487,6 +499,7 @@ struct Connection::Impl {
     }
 
     void drop_all_streams() {
+        found = nullptr;
         streams.clear();
         send_queue.clear();
         ctrl_queue.clear();
@@ -515,8 +528,16 @@ struct Connection::Impl {
     }
 
     Stream* find(StreamId id) {
+        if (found != nullptr && found_id == id) {
+            return found;
+        }
         auto it = streams.find(id);
-        return it == streams.end() ? nullptr : &it->second;
+        if (it == streams.end()) {
+            return nullptr;
+        }
+        found_id = id;
+        found = &it->second;
+        return found;
     }
 
     // Returns the stream for a frame from the peer, opening peer streams implicitly.
@@ -594,6 +615,7 @@ struct Connection::Impl {
             conn_consumed += unconsumed;
         }
         const bool known_to_app = local || s.meta_parsed;
+        found = nullptr;
         streams.erase(id);
         if (known_to_app) {
             // A peer stream reset before its head arrived was never announced; stay silent.
@@ -1611,7 +1633,7 @@ struct Connection::Impl {
             take(last_ack_eliciting_send_time + keepalive_interval());
         }
         if (datagram() && has_pending_send() && bytes_in_flight < cc->cwnd()) {
-            take(pace_time);
+            take(pace_time - pace_early);
         }
         if (pmtud.enabled && state == State::kEstablished) {
             if (pmtud.probe_outstanding) {
@@ -2002,7 +2024,7 @@ struct Connection::Impl {
         }
         const bool probing = probes_to_send > 0;
         const bool cwnd_ok = probing || bytes_in_flight < cc->cwnd();
-        const bool pace_ok = probing || pace_time <= now_;
+        const bool pace_ok = probing || pace_time <= now_ + pace_early;
         const bool may_send_data = cwnd_ok && pace_ok;
         const bool ack_due = ack_needed && (ack_immediate || (has_ack_deadline && now_ >= ack_deadline));
         const bool pending = has_pending_send() || probing;
@@ -2079,6 +2101,7 @@ struct Connection::Impl {
         const Duration burst(static_cast<std::int64_t>(burst_bytes / rate * 1e6));
         const Duration gap(static_cast<std::int64_t>(std::ceil(static_cast<double>(bytes) / rate * 1e6)));
         pace_time = std::max(pace_time, now_ - burst) + gap;
+        pace_early = rtt.smoothed() < kPacingGranularity ? kPacingGranularity : Duration{0};
     }
 
     std::size_t write_mtu_probe(std::span<std::uint8_t> out) {

@@ -37,11 +37,16 @@ int dgram_write(BIO* b, const char* data, int len) {
     if (st == nullptr || st->out == nullptr || len < 0) {
         return -1;
     }
+    const std::span<const std::uint8_t> d(reinterpret_cast<const std::uint8_t*>(data),
+                                          static_cast<std::size_t>(len));
+    // Queued datagrams go first: the sink only takes one when nothing waits before it.
+    if (st->sink != nullptr && st->out->empty() && st->sink->accept(d)) {
+        return len;
+    }
     // A full queue drops the datagram, as a congested link would; DTLS retransmits handshake
     // flights and the tunnel core recovers records. The engine refuses application writes
     // before this can happen.
-    if (!st->out->push(
-            {reinterpret_cast<const std::uint8_t*>(data), static_cast<std::size_t>(len)})) {
+    if (!st->out->push(d)) {
         ++st->dropped_writes;
     }
     return len;
@@ -53,15 +58,23 @@ int dgram_read(BIO* b, char* out, int len) {
     if (st == nullptr || st->in == nullptr || out == nullptr || len < 0) {
         return -1;
     }
-    if (st->in->empty()) {
+    std::span<const std::uint8_t> d;
+    if (!st->in->empty()) {
+        d = st->in->front();
+    } else if (!st->view.empty()) {
+        d = st->view;
+    } else {
         BIO_set_retry_read(b);
         return -1;
     }
-    auto d = st->in->front();
     // Datagram semantics: a short read truncates and discards the rest.
     std::size_t n = std::min(d.size(), static_cast<std::size_t>(len));
     std::memcpy(out, d.data(), n);
-    st->in->pop();
+    if (!st->in->empty()) {
+        st->in->pop();
+    } else {
+        st->view = {};
+    }
     return static_cast<int>(n);
 }
 
@@ -75,9 +88,13 @@ long dgram_ctrl(BIO* b, int cmd, long num, void*) {
         case BIO_CTRL_DGRAM_SET_NEXT_TIMEOUT:
             return 1;
         case BIO_CTRL_PENDING:
-            return (st != nullptr && st->in != nullptr && !st->in->empty())
-                       ? static_cast<long>(st->in->front().size())
-                       : 0;
+            if (st == nullptr || st->in == nullptr) {
+                return 0;
+            }
+            if (!st->in->empty()) {
+                return static_cast<long>(st->in->front().size());
+            }
+            return static_cast<long>(st->view.size());
         // Must be 0: OpenSSL subtracts BIO_wpending from the space left in the datagram it is
         // filling, and queued datagrams are already complete.
         case BIO_CTRL_WPENDING:

@@ -38,10 +38,26 @@ class DatagramQueue {
     std::size_t count_ = 0;
 };
 
+// Takes finished datagrams straight from OpenSSL's write buffer (e.g. into a socket's send
+// batch), saving the copy into and out of the outbound queue.
+class DatagramSink {
+  public:
+    // Copies `datagram` and returns true, or returns false (would block): the datagram is then
+    // queued in the outbound queue as without a sink.
+    virtual bool accept(std::span<const std::uint8_t> datagram) = 0;
+
+  protected:
+    ~DatagramSink() = default;
+};
+
 // State behind one datagram BIO; owned by the engine, which must outlive the BIO.
 struct DatagramBioState {
     DatagramQueue* in = nullptr;       // BIO_read pops from here
     DatagramQueue* out = nullptr;      // BIO_write pushes here
+    // One received datagram not copied into `in`, read after everything queued in `in`.
+    std::span<const std::uint8_t> view;
+    // When set and `out` is empty, BIO_write offers each datagram here first.
+    DatagramSink* sink = nullptr;
     long mtu = 1200;                   // reported to OpenSSL's MTU queries
     std::uint64_t dropped_writes = 0;  // writes lost because `out` was full (like a full NIC queue)
 };

@@ -152,6 +152,21 @@ void DtlsEngine::on_datagram(std::span<const std::uint8_t> datagram) {
     }
 }
 
+void DtlsEngine::on_datagram_view(std::span<const std::uint8_t> datagram) {
+    if (!done_ || failed_ || !ssl_ || datagram.empty() || datagram.size() > kMaxDatagramIn) {
+        on_datagram(datagram);
+        return;
+    }
+    if (!bio_state_.view.empty()) {
+        // The previous view was not read: keep it, in order, before the new one.
+        if (!in_.push(bio_state_.view)) {
+            ++in_dropped_;
+        }
+        bio_state_.view = {};
+    }
+    bio_state_.view = datagram;
+}
+
 void DtlsEngine::drive_handshake() {
     if (failed_ || done_ || !ssl_) {
         return;
@@ -241,6 +256,14 @@ void DtlsEngine::consume_datagram() {
 }
 
 core::Result<std::size_t> DtlsEngine::read(std::span<std::uint8_t> out) {
+    auto r = read_record(out);
+    if (!r || *r == 0) {
+        bio_state_.view = {};  // the caller may reuse the viewed buffer from here on
+    }
+    return r;
+}
+
+core::Result<std::size_t> DtlsEngine::read_record(std::span<std::uint8_t> out) {
     if (failed_) {
         return fail_code_;
     }
@@ -259,7 +282,7 @@ core::Result<std::size_t> DtlsEngine::read(std::span<std::uint8_t> out) {
     if (out.empty()) {
         return Errc::kInvalidArgument;
     }
-    if (in_.empty() && SSL_has_pending(ssl_.get()) == 0) {
+    if (in_.empty() && bio_state_.view.empty() && SSL_has_pending(ssl_.get()) == 0) {
         return std::size_t{0};  // nothing received and nothing buffered: skip the library call
     }
     clear_openssl_errors();

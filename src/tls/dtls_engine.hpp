@@ -78,6 +78,11 @@ class DtlsEngine final : private detail::SslHooks {
     // Feeds one received datagram (copied; bounded queue of DatagramQueue::kCapacity, excess
     // counted in stats().in_dropped). Drives the handshake while it is in progress.
     void on_datagram(std::span<const std::uint8_t> datagram);
+    // Like on_datagram() but, once the handshake is done, without copying: the engine keeps a
+    // view of `datagram`, which must stay valid until read() has returned 0 (or an error) or
+    // the next on_datagram*() call. A view not yet read when the next datagram arrives is
+    // copied into the queue first, so datagrams are always read in arrival order.
+    void on_datagram_view(std::span<const std::uint8_t> datagram);
 
     // Copies the next datagram to send into `out` and returns its size; 0 when none. A
     // datagram larger than `out` is discarded (counted) — pass at least mtu() bytes, or 16 KiB
@@ -88,6 +93,11 @@ class DtlsEngine final : private detail::SslHooks {
     std::span<const std::uint8_t> next_datagram() const;
     void consume_datagram();
     std::size_t pending_datagrams() const { return out_.size(); }
+    // With a sink, datagrams the engine writes (records, alerts, handshake flights) are offered
+    // to it first, straight from OpenSSL's buffer, while the outbound queue is empty; a sink
+    // that declines (would block) leaves them queued for pop_datagram(). The sink must outlive
+    // its use; nullptr detaches it. Engine calls then run the sink synchronously.
+    void set_sink(DatagramSink* sink) { bio_state_.sink = sink; }
 
     bool handshake_done() const { return done_; }
     bool failed() const { return failed_; }
@@ -146,6 +156,7 @@ class DtlsEngine final : private detail::SslHooks {
     void setup(std::string_view server_name);
     void apply_dtls_settings();
     void drive_handshake();
+    core::Result<std::size_t> read_record(std::span<std::uint8_t> out);
     void on_handshake_complete();
     void fail(Errc code, std::string why);
     std::string describe_failure(const char* what) const;

@@ -1,0 +1,4 @@
+hg_test(unit_net LABEL unit
+  SOURCES
+    ${CMAKE_CURRENT_LIST_DIR}/clock_test.cpp
+  LIBS hg_net)
