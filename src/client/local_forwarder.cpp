@@ -148,7 +148,8 @@ public:
     Exchange(LocalForwarder& fwd, const std::shared_ptr<net::Tunnel>& t, proto::StreamId id,
              proto::StreamMeta head)
         : fwd_(&fwd),
-          opts_(fwd.opts_),
+          opts_holder_(fwd.opts_),
+          opts_(*opts_holder_),
           pool_(fwd.pool_),
           tunnel_(t),
           key_(t.get(), id),
@@ -156,8 +157,7 @@ public:
           head_(std::move(head)),
           rbuf_(opts_.max_response_header_bytes + opts_.io_buffer_size + 4096),
           req_buf_(opts_.io_buffer_size),
-          resp_buf_(opts_.io_buffer_size),
-          timer_(fwd.ex_) {}
+          resp_buf_(opts_.io_buffer_size) {}
 
     void start() {
         started_ = Clock::now();
@@ -209,6 +209,17 @@ public:
     }
 
     std::shared_ptr<net::Tunnel> tunnel_ptr() const { return tunnel_.lock(); }
+
+    Clock::time_point deadline() const { return deadline_; }
+
+    // The forwarder's deadline timer found this exchange's deadline passed.
+    void on_deadline(Clock::time_point now) {
+        if (done_ || now < deadline_) {
+            return;
+        }
+        ++fwd_->st_.timeouts_total;
+        fail(kLocalTimeout);
+    }
 
     void cancel() {
         if (!done_) {
@@ -846,7 +857,6 @@ private:
         flush();
         done_ = true;
         ++gen_;
-        timer_.cancel();
         if (sock_) {
             pool_->release(std::move(*sock_), reusable);
             sock_.reset();
@@ -867,7 +877,6 @@ private:
         }
         done_ = true;
         ++gen_;
-        timer_.cancel();
         if (sock_) {
             pool_->release(std::move(*sock_), false);
             sock_.reset();
@@ -875,7 +884,7 @@ private:
         fwd_->erase(key_);
     }
 
-    // ---- timeouts: one timer, one deadline moved forward by progress
+    // ---- timeouts: one deadline moved forward by progress, watched by the forwarder's timer
 
     std::chrono::milliseconds current_timeout() const {
         if (!head_sent_) {
@@ -885,35 +894,16 @@ private:
     }
 
     void touch() {
-        deadline_ = Clock::now() + current_timeout();
-        arm_timer();
-    }
-
-    void arm_timer() {
-        if (timer_armed_ && deadline_ >= timer_.expiry()) {
-            return;  // the pending wait re-checks the deadline when it fires
+        if (done_) {
+            return;
         }
-        timer_armed_ = true;
-        timer_.expires_at(deadline_);
-        timer_.async_wait([self = shared_from_this(), tg = ++timer_gen_](error_code ec) {
-            if (tg != self->timer_gen_ || self->done_) {
-                return;
-            }
-            self->timer_armed_ = false;
-            if (ec) {
-                return;
-            }
-            if (Clock::now() < self->deadline_) {
-                self->arm_timer();
-                return;
-            }
-            ++self->fwd_->st_.timeouts_total;
-            self->fail(kLocalTimeout);
-        });
+        deadline_ = Clock::now() + current_timeout();
+        fwd_->arm_deadline(deadline_);
     }
 
     LocalForwarder* fwd_;  // valid while !done_
-    ForwarderOptions opts_;
+    std::shared_ptr<const ForwarderOptions> opts_holder_;  // shared, not copied per exchange
+    const ForwarderOptions& opts_;
     std::shared_ptr<LocalPool> pool_;
     std::weak_ptr<net::Tunnel> tunnel_;
     Key key_;
@@ -955,24 +945,24 @@ private:
     bool blocked_ = false;
     bool stream_gone_ = false;
 
-    asio::steady_timer timer_;
-    Clock::time_point deadline_{};
-    bool timer_armed_ = false;
-    std::uint64_t timer_gen_ = 0;
+    Clock::time_point deadline_ = Clock::time_point::max();
     bool done_ = false;
 };
 
 // ------------------------------------------------------------------------------------------
 
 LocalForwarder::LocalForwarder(asio::any_io_executor ex, ForwarderOptions opts)
-    : ex_(std::move(ex)), opts_(std::move(opts)), alive_(std::make_shared<bool>(true)) {
+    : ex_(std::move(ex)),
+      opts_(std::make_shared<const ForwarderOptions>(std::move(opts))),
+      deadline_timer_(ex_),
+      alive_(std::make_shared<bool>(true)) {
     PoolOptions po;
-    po.host = opts_.host;
-    po.port = opts_.port;
-    po.max_idle = opts_.max_idle_connections;
-    po.max_connections = opts_.max_connections;
-    po.idle_timeout = opts_.idle_connection_timeout;
-    po.connect_timeout = opts_.connect_timeout;
+    po.host = opts_->host;
+    po.port = opts_->port;
+    po.max_idle = opts_->max_idle_connections;
+    po.max_connections = opts_->max_connections;
+    po.idle_timeout = opts_->idle_connection_timeout;
+    po.connect_timeout = opts_->connect_timeout;
     pool_ = std::make_shared<LocalPool>(ex_, po);
 }
 
@@ -1067,6 +1057,49 @@ void LocalForwarder::start_exchange(net::Tunnel& tunnel, proto::Event& ev) {
 }
 
 void LocalForwarder::erase(const Key& key) { exchanges_.erase(key); }
+
+// One timer for every exchange: a touch only stores the exchange's deadline, and the wait is
+// moved earlier only when a deadline comes before it. When it fires, expired exchanges fail and
+// the timer waits for the earliest deadline left, so in steady traffic it fires about once per
+// timeout period instead of being re-armed and cancelled for every request.
+void LocalForwarder::arm_deadline(Clock::time_point at) {
+    if (deadline_armed_ && at >= deadline_at_) {
+        return;
+    }
+    deadline_armed_ = true;
+    deadline_at_ = at;
+    deadline_timer_.expires_at(at);
+    deadline_timer_.async_wait(
+        [this, alive = alive_, g = ++deadline_gen_](const boost::system::error_code& ec) {
+            if (!*alive || g != deadline_gen_) {
+                return;
+            }
+            deadline_armed_ = false;
+            if (!ec) {
+                on_deadline_timer();
+            }
+        });
+}
+
+void LocalForwarder::on_deadline_timer() {
+    const auto now = Clock::now();
+    std::vector<std::shared_ptr<Exchange>> expired;
+    auto next = Clock::time_point::max();
+    for (const auto& [key, ex] : exchanges_) {
+        const auto at = ex->deadline();
+        if (at <= now) {
+            expired.push_back(ex);
+        } else {
+            next = std::min(next, at);
+        }
+    }
+    for (auto& ex : expired) {
+        ex->on_deadline(now);
+    }
+    if (next != Clock::time_point::max()) {
+        arm_deadline(next);
+    }
+}
 
 void LocalForwarder::schedule_flush(const std::shared_ptr<net::Tunnel>& tunnel) {
     if (in_event_ > 0 && event_tunnel_ == tunnel.get()) {
