@@ -11,7 +11,13 @@ using boost::system::error_code;
 using tcp = asio::ip::tcp;
 
 LocalPool::LocalPool(asio::any_io_executor ex, PoolOptions opts)
-    : ex_(std::move(ex)), opts_(std::move(opts)), sweep_timer_(ex_) {}
+    : ex_(std::move(ex)), opts_(std::move(opts)), sweep_timer_(ex_) {
+    error_code ec;
+    const auto addr = asio::ip::make_address(opts_.host, ec);
+    if (!ec) {
+        literal_ = tcp::endpoint(addr, opts_.port);
+    }
+}
 
 LocalPool::~LocalPool() { shutdown(); }
 
@@ -102,6 +108,11 @@ void LocalPool::dial(AcquireHandler handler) {
             finish(asio::error::timed_out);
         }
     });
+    if (literal_) {
+        // An IP literal needs no resolver (getaddrinfo runs on a helper thread).
+        a->sock.async_connect(*literal_, [finish](error_code cec) { finish(cec); });
+        return;
+    }
     a->resolver.async_resolve(
         opts_.host, std::to_string(opts_.port),
         [a, finish](error_code ec, const tcp::resolver::results_type& results) {

@@ -20,6 +20,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace hopgate::client {
@@ -29,7 +30,7 @@ namespace asio = boost::asio;
 struct PoolOptions {
     std::string host = "127.0.0.1";
     std::uint16_t port = 80;
-    std::size_t max_idle = 32;
+    std::size_t max_idle = 64;
     std::size_t max_connections = 256;
     std::chrono::milliseconds idle_timeout{30'000};
     std::chrono::milliseconds connect_timeout{5'000};
@@ -80,6 +81,7 @@ private:
     PoolOptions opts_;
     std::deque<Idle> idle_;                 // back = most recently released
     std::deque<AcquireHandler> waiters_;    // bounded by the exchanges in flight
+    std::optional<asio::ip::tcp::endpoint> literal_;  // host is an IP address: no resolving
     asio::steady_timer sweep_timer_;
     bool sweep_armed_ = false;
     bool shut_ = false;
