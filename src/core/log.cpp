@@ -227,17 +227,62 @@ LogOutput::LogOutput(LogLevel threshold, LogSink sink, WallClock clock)
       clock_(clock ? std::move(clock)
                    : WallClock([] { return std::chrono::system_clock::now(); })) {}
 
-void LogOutput::write(std::string_view line) {
-    std::lock_guard<std::mutex> lock(mu_);
+LogOutput::~LogOutput() { flush(); }
+
+void LogOutput::write(std::string_view line, bool urgent) {
+    std::function<void()> schedule;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!schedule_) {
+            try {
+                sink_(line);
+            } catch (...) {  // NOLINT(bugprone-empty-catch): a failing sink must not crash the caller
+            }
+            return;
+        }
+        const bool was_empty = pending_.empty();
+        pending_.append(line);
+        if (urgent || pending_.size() >= kDeferredLimit) {
+            flush_locked();
+            return;
+        }
+        if (!was_empty) {
+            return;  // a flush is already scheduled
+        }
+        schedule = schedule_;
+    }
     try {
-        sink_(line);
+        schedule();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): cannot schedule: write now instead
+        flush();
+    }
+}
+
+void LogOutput::set_deferred(std::function<void()> schedule) {
+    std::lock_guard<std::mutex> lock(mu_);
+    flush_locked();
+    schedule_ = std::move(schedule);
+}
+
+void LogOutput::flush() {
+    std::lock_guard<std::mutex> lock(mu_);
+    flush_locked();
+}
+
+void LogOutput::flush_locked() {
+    if (pending_.empty()) {
+        return;
+    }
+    try {
+        sink_(pending_);
     } catch (...) {  // NOLINT(bugprone-empty-catch): a failing sink must not crash the caller
     }
+    pending_.clear();
 }
 
 void Logger::emit(LogLevel level, std::string_view msg, std::span<const LogField> fields) const {
     const std::string line = format_log_line(out_->now(), level, component_, msg, fields);
-    out_->write(line);
+    out_->write(line, level >= LogLevel::kWarn);
 }
 
 }  // namespace hopgate::core
