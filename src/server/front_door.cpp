@@ -95,6 +95,38 @@ struct FrontDoor::Impl : std::enable_shared_from_this<FrontDoor::Impl> {
     template <class F>
     void each_session(F f);
 
+    // Flushes `t` once the handlers already queued on the io_context have run: the stream
+    // writes of every request handled in one turn of the loop share the tunnel's system calls
+    // (one TLS record batch or GSO send) instead of one send per request.
+    void schedule_flush(const std::shared_ptr<net::Tunnel>& t) {
+        for (const auto& [raw, weak] : flush_queue) {
+            if (raw == t.get()) {
+                return;
+            }
+        }
+        flush_queue.emplace_back(t.get(), t);
+        if (!flush_posted) {
+            flush_posted = true;
+            asio::post(io, [weak = weak_from_this()] {
+                if (auto self = weak.lock()) {
+                    self->run_flushes();
+                }
+            });
+        }
+    }
+    void run_flushes() {
+        flush_posted = false;
+        auto queue = std::move(flush_queue);
+        flush_queue.clear();
+        for (auto& [raw, weak] : queue) {
+            if (auto t = weak.lock(); t && !t->closed()) {
+                t->flush();
+            }
+        }
+    }
+    std::vector<std::pair<const net::Tunnel*, std::weak_ptr<net::Tunnel>>> flush_queue;
+    bool flush_posted = false;
+
     void accept_https(tcp::acceptor& a);
     void accept_http(tcp::acceptor& a, std::uint16_t https_port);
 };
@@ -202,6 +234,14 @@ private:
     std::uint8_t* down() { return bufs_->bytes().data() + kChunk; }
 
     tcp::socket& sock() { return beast::get_lowest_layer(stream_); }
+
+    void flush_tunnel() {
+        if (tunnel_) {
+            if (auto d = door_.lock()) {
+                d->schedule_flush(tunnel_);
+            }
+        }
+    }
 
     // ------------------------------------------------------------------ deadlines
     // One timer per connection and no timer work per operation: setting a deadline only stores
@@ -466,7 +506,7 @@ private:
         } else {
             read_body();
         }
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     // Upload: visitor body -> tunnel stream, chunk by chunk.
@@ -521,7 +561,7 @@ private:
                 false);
             if (!r) {
                 if (r.error() == proto::Errc::kWouldBlock) {
-                    tunnel_->flush();
+                    flush_tunnel();
                     return;  // resume on kStreamWritable
                 }
                 abort_exchange();
@@ -543,7 +583,7 @@ private:
                 read_body();
             }
         }
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     void finish_upload() {
@@ -552,7 +592,7 @@ private:
         }
         upload_finished_ = true;
         (void)tunnel_->conn().stream_finish(stream_id_);
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     // Response: tunnel stream -> visitor.
@@ -637,7 +677,7 @@ private:
             if (!piping_ && !sr_->is_header_done()) {
                 write_response_header();  // the body is not here yet: the head goes alone
             }
-            tunnel_->flush();  // credit returned by the read
+            flush_tunnel();  // credit returned by the read
             return;
         }
         if (piping_) {
@@ -672,7 +712,7 @@ private:
                                   self->pump_response();
                               }
                           });
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     // ------------------------------------------------------------------ upgraded pipe
@@ -770,7 +810,7 @@ private:
                                   self->pump_response();
                               }
                           });
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     // The local service finished its direction: nothing more can reach the visitor, so end the
@@ -850,7 +890,7 @@ private:
         if (tunnel_ && stream_open_) {
             (void)tunnel_->conn().stream_reset(stream_id_, code);
             (void)tunnel_->conn().stream_stop_sending(stream_id_, code);
-            tunnel_->flush();
+            flush_tunnel();
         }
         stream_open_ = false;
         unregister();
