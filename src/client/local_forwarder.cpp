@@ -136,6 +136,28 @@ std::string parse_local_target(std::string_view text, std::string& host, std::ui
     return {};
 }
 
+// Two io_buffer_size blocks per exchange would otherwise be malloc'ed and freed per request.
+// Bounded: at most kMax blocks (4 MiB with the default 32 KiB buffers) are kept.
+struct LocalForwarder::SpareBlocks {
+    static constexpr std::size_t kMax = 128;
+    std::size_t size = 0;
+    std::vector<core::ByteBlock> blocks;
+
+    core::ByteBlock take() {
+        if (blocks.empty()) {
+            return core::ByteBlock(size);
+        }
+        core::ByteBlock b = std::move(blocks.back());
+        blocks.pop_back();
+        return b;
+    }
+    void give(core::ByteBlock b) {
+        if (b.size() == size && blocks.size() < kMax) {
+            blocks.push_back(std::move(b));
+        }
+    }
+};
+
 // ------------------------------------------------------------------------------------------
 // Exchange: one tunnel stream <-> one HTTP exchange on one local connection.
 //
@@ -155,9 +177,18 @@ public:
           key_(t.get(), id),
           id_(id),
           head_(std::move(head)),
+          spare_(fwd.spare_),
           rbuf_(opts_.max_response_header_bytes + opts_.io_buffer_size + 4096),
-          req_buf_(opts_.io_buffer_size),
-          resp_buf_(opts_.io_buffer_size) {}
+          req_buf_(spare_->take()),
+          resp_buf_(spare_->take()) {}
+
+    // No operation can still use the buffers: each one holds the exchange alive.
+    ~Exchange() {
+        spare_->give(std::move(req_buf_));
+        spare_->give(std::move(resp_buf_));
+    }
+    Exchange(const Exchange&) = delete;
+    Exchange& operator=(const Exchange&) = delete;
 
     void start() {
         started_ = Clock::now();
@@ -930,6 +961,7 @@ private:
     std::uint64_t bytes_out_ = 0;
     unsigned status_ = 0;
 
+    std::shared_ptr<SpareBlocks> spare_;
     beast::flat_buffer rbuf_;
     std::optional<http::response_parser<http::buffer_body>> parser_;
     core::ByteBlock req_buf_;
@@ -956,6 +988,8 @@ LocalForwarder::LocalForwarder(asio::any_io_executor ex, ForwarderOptions opts)
       opts_(std::make_shared<const ForwarderOptions>(std::move(opts))),
       deadline_timer_(ex_),
       alive_(std::make_shared<bool>(true)) {
+    spare_ = std::make_shared<SpareBlocks>();
+    spare_->size = opts_->io_buffer_size;
     PoolOptions po;
     po.host = opts_->host;
     po.port = opts_->port;

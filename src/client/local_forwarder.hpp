@@ -105,6 +105,7 @@ public:
     const ForwarderOptions& options() const { return *opts_; }
 
     class Exchange;  // one stream <-> one local HTTP exchange (local_forwarder.cpp)
+    struct SpareBlocks;  // I/O buffers of finished exchanges, for the next ones
 
 private:
     friend class Exchange;
@@ -126,6 +127,7 @@ private:
     bool deadline_armed_ = false;
     std::uint64_t deadline_gen_ = 0;
     std::shared_ptr<LocalPool> pool_;
+    std::shared_ptr<SpareBlocks> spare_;
     std::map<Key, std::shared_ptr<Exchange>> exchanges_;
     std::set<const net::Tunnel*> flush_pending_;
     int in_event_ = 0;                           // depth of on_tunnel_event calls
