@@ -32,8 +32,12 @@ void LocalPool::acquire(AcquireHandler handler) {
     while (!idle_.empty()) {
         Idle it = std::move(idle_.back());
         idle_.pop_back();
-        const bool fresh = std::chrono::steady_clock::now() - it.since < opts_.idle_timeout;
-        if (fresh && alive(it.sock)) {
+        const auto idle_for = std::chrono::steady_clock::now() - it.since;
+        // A connection idle for less than kTrustIdle is used without the liveness peek (one
+        // system call per request under load): a service closing (or sending a 408) on an idle
+        // connection does so after its keep-alive timeout, not within milliseconds of a
+        // response, and one that closes anyway is caught as a stale connection and retried.
+        if (idle_for < opts_.idle_timeout && (idle_for < kTrustIdle || alive(it.sock))) {
             ++st_.reuses_total;
             asio::post(ex_, [h = std::move(handler), s = std::move(it.sock)]() mutable {
                 h({}, std::move(s), true);

@@ -1,8 +1,9 @@
 // Keep-alive connection pool to the local HTTP service (plain TCP).
 //
-// acquire() hands out an idle connection (most recently used first, after a liveness peek) or
-// dials a new one within `connect_timeout`. At most `max_connections` are open (handed out,
-// dialing or idle); further acquires wait in FIFO order, bounded by the number of exchanges.
+// acquire() hands out an idle connection (most recently used first, after a liveness peek unless
+// it was released less than kTrustIdle ago) or dials a new one within `connect_timeout`. At most
+// `max_connections` are open (handed out, dialing or idle); further acquires wait in FIFO order,
+// bounded by the number of exchanges.
 // Every acquired socket is given back exactly once with release(): reusable ones join the idle
 // list (at most `max_idle`, closed after `idle_timeout`), the rest are closed.
 //
@@ -67,6 +68,7 @@ public:
     const PoolOptions& options() const { return opts_; }
 
 private:
+    static constexpr std::chrono::milliseconds kTrustIdle{50};
     struct Idle {
         Socket sock;
         std::chrono::steady_clock::time_point since;
