@@ -158,15 +158,15 @@ void append_json_string(std::string& out, std::string_view s) {
     out += '"';
 }
 
-std::string format_rfc3339_ms(std::chrono::system_clock::time_point t) {
+namespace {
+
+void append_rfc3339_ms(std::string& out, std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
     // floor, not time_point_cast: the latter rounds toward zero for instants before 1970.
     const auto ms_floor = floor<milliseconds>(t);
     const auto day = floor<days>(ms_floor);
     const year_month_day ymd(day);
     const hh_mm_ss hms(ms_floor - day);
-    std::string out;
-    out.reserve(24);
     append_padded(out, static_cast<int>(ymd.year()), 4);
     out += '-';
     append_padded(out, static_cast<long>(static_cast<unsigned>(ymd.month())), 2);
@@ -181,6 +181,14 @@ std::string format_rfc3339_ms(std::chrono::system_clock::time_point t) {
     out += '.';
     append_padded(out, static_cast<long>(hms.subseconds().count()), 3);
     out += 'Z';
+}
+
+}  // namespace
+
+std::string format_rfc3339_ms(std::chrono::system_clock::time_point t) {
+    std::string out;
+    out.reserve(24);
+    append_rfc3339_ms(out, t);
     return out;
 }
 
@@ -202,7 +210,7 @@ std::string format_log_line(std::chrono::system_clock::time_point ts, LogLevel l
     std::string out;
     out.reserve(96 + msg.size() + 24 * fields.size());
     out += "{\"ts\":\"";
-    out += format_rfc3339_ms(ts);
+    append_rfc3339_ms(out, ts);
     out += "\",\"level\":\"";
     out += to_string(level);
     out += "\",\"msg\":";
