@@ -623,10 +623,47 @@ private:
             pend_len_ = 0;
             pend_fin_ = true;
             deliver();
+        } else if (rbuf_.size() > 0) {
+            // Body bytes that came with the head are parsed now, so a small response enters the
+            // stream in the same flush as its head instead of one loop turn later.
+            if (!parse_buffered_body()) {
+                ++fwd_->st_.bad_responses_total;
+                fail(kLocalBadResponse);
+                return;
+            }
+            deliver();
         } else {
             read_body();
         }
         flush();
+    }
+
+    // Parses the body bytes already in rbuf_ into resp_buf_ (no I/O), as on_body() would after
+    // a read. False on a malformed body.
+    bool parse_buffered_body() {
+        auto& body = parser_->get().body();
+        body.data = resp_buf_.data();
+        body.size = resp_buf_.size();
+        error_code ec;
+        while (rbuf_.size() > 0 && body.size > 0 && !parser_->is_done()) {
+            const std::size_t n = parser_->put(rbuf_.data(), ec);
+            rbuf_.consume(n);
+            if (ec == http::error::need_more || ec == http::error::need_buffer) {
+                ec = {};
+                break;
+            }
+            if (ec) {
+                return false;
+            }
+            if (n == 0) {
+                break;
+            }
+        }
+        pend_off_ = 0;
+        pend_len_ = resp_buf_.size() - body.size;
+        pend_fin_ = parser_->is_done();
+        touch();
+        return true;
     }
 
     void read_body() {
