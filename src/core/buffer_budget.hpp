@@ -38,7 +38,7 @@ class BufferBudget {
     };
 
 public:
-    static constexpr std::size_t kSpareBytes = 4 * 1024 * 1024;
+    static constexpr std::size_t kSpareBytes = 8 * 1024 * 1024;
 
     // `limit_bytes` is the most all live leases may hold together.
     explicit BufferBudget(std::size_t limit_bytes);

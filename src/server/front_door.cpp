@@ -1,6 +1,7 @@
 #include "server/front_door.hpp"
 
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
 #include <array>
 #include <boost/asio/ssl/context.hpp>
@@ -55,6 +56,7 @@ std::string new_request_id() {
 namespace {
 
 constexpr std::size_t kChunk = 64 * 1024;
+constexpr std::size_t kKeepTlsBuffers = 1024;
 using Clock = std::chrono::steady_clock;
 constexpr Clock::time_point kNever = Clock::time_point::max();
 
@@ -147,6 +149,13 @@ public:
     Session(tcp::socket sock, asio::ssl::context& ctx, std::shared_ptr<FrontDoor::Impl> door)
         : remote_ip_(remote_ip_of(sock)), stream_(std::move(sock), ctx), door_(door),
           timer_(door->io) {
+        // Asio sets SSL_MODE_RELEASE_BUFFERS, so OpenSSL mallocs and frees its 16 KiB record
+        // buffer around every read and write (two to four times per request). The first
+        // kKeepTlsBuffers connections keep their buffers (at most ~33 KiB each, so ~33 MiB);
+        // beyond that, an idle connection still costs no record buffers.
+        if (door->live < kKeepTlsBuffers) {
+            SSL_clear_mode(stream_.native_handle(), SSL_MODE_RELEASE_BUFFERS);
+        }
         ++door->live;
         door->sessions.insert(this);
         door->update_gauges();
