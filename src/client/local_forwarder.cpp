@@ -1127,7 +1127,15 @@ void LocalForwarder::start_exchange(net::Tunnel& tunnel, proto::Event& ev) {
     ex->start();
 }
 
-void LocalForwarder::erase(const Key& key) { exchanges_.erase(key); }
+void LocalForwarder::erase(const Key& key) {
+    exchanges_.erase(key);
+    if (exchanges_.empty() && deadline_armed_) {
+        // Nothing left to watch: no pending wait keeps the io_context busy.
+        deadline_armed_ = false;
+        ++deadline_gen_;
+        deadline_timer_.cancel();
+    }
+}
 
 // One timer for every exchange: a touch only stores the exchange's deadline, and the wait is
 // moved earlier only when a deadline comes before it. When it fires, expired exchanges fail and
