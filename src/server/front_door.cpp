@@ -57,6 +57,7 @@ namespace {
 
 constexpr std::size_t kChunk = 64 * 1024;
 constexpr std::size_t kKeepTlsBuffers = 1024;
+constexpr std::chrono::milliseconds kOpenRetry{5};
 using Clock = std::chrono::steady_clock;
 constexpr Clock::time_point kNever = Clock::time_point::max();
 
@@ -310,8 +311,12 @@ private:
             close_deadline_ = kNever;
             abort_connection();
         }
+        if (now >= open_retry_) {
+            open_retry_ = kNever;
+            open_exchange();
+        }
         arm(std::min({io_ops_ > 0 ? io_deadline_ : kNever, head_deadline_, pipe_deadline_,
-                      close_deadline_}));
+                      close_deadline_, open_retry_}));
     }
 
     // ------------------------------------------------------------------ request
@@ -495,12 +500,40 @@ private:
                        ::hopgate::http::iequals(h.name, "connection");
             });
         }
-        auto id = tunnel_->conn().open_stream(meta);
-        if (!id) {
+        open_meta_ = std::move(meta);
+        open_give_up_ = Clock::now() + d->opts.proxy_timeout;
+        open_exchange();
+    }
+
+    // Opens the exchange's stream. When the tunnel's send buffer is full (uploads of other
+    // exchanges not yet acknowledged), the open is retried every kOpenRetry until the proxy
+    // timeout (then 503), instead of failing the request; the session holds itself meanwhile.
+    void open_exchange() {
+        auto hold = std::move(open_hold_);
+        auto d = door_.lock();
+        if (!d || !sock().is_open()) {
+            return;  // the connection was closed while waiting
+        }
+        if (tunnel_->closed() || !tunnel_->has_conn()) {
             tunnel_.reset();
             send_page(502, host_, false);
             return;
         }
+        auto id = tunnel_->conn().open_stream(*open_meta_);
+        if (!id) {
+            if (id.error() == proto::Errc::kWouldBlock && Clock::now() < open_give_up_) {
+                open_hold_ = shared_from_this();
+                open_retry_ = Clock::now() + kOpenRetry;
+                arm(open_retry_);
+                flush_tunnel();
+                return;
+            }
+            const bool full = id.error() == proto::Errc::kWouldBlock;
+            tunnel_.reset();
+            send_page(full ? 503 : 502, host_, false);
+            return;
+        }
+        open_meta_.reset();
         stream_id_ = *id;
         stream_open_ = true;
         d->exchanges[{tunnel_.get(), stream_id_}] = shared_from_this();
@@ -1005,6 +1038,10 @@ private:
     Clock::time_point head_deadline_ = kNever;   // response head (proxy timeout)
     Clock::time_point pipe_deadline_ = kNever;   // upgraded pipe idle
     Clock::time_point close_deadline_ = kNever;  // grace period of a closing pipe
+    Clock::time_point open_retry_ = kNever;      // next try to open the stream (buffer full)
+    Clock::time_point open_give_up_ = kNever;
+    std::optional<proto::StreamMeta> open_meta_;  // the request head until its stream is open
+    std::shared_ptr<Session> open_hold_;          // keeps the session while the open waits
     beast::flat_buffer buf_;
     std::optional<http::request_parser<http::buffer_body>> parser_;
     std::optional<http::request_parser<http::string_body>> control_req_;
