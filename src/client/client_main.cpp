@@ -1,5 +1,6 @@
 #include "client/client_main.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
 
@@ -106,7 +107,10 @@ int client_main(int argc, const char* const* argv) {
             io.stop();
         }
     });
+    // Log lines written while the loop runs go out together once per turn of the loop.
+    out->set_deferred([&io, o = out.get()] { boost::asio::post(io, [o] { o->flush(); }); });
     io.run();
+    out->set_deferred({});
     return 0;
 }
 

@@ -136,6 +136,28 @@ std::string parse_local_target(std::string_view text, std::string& host, std::ui
     return {};
 }
 
+// Two io_buffer_size blocks per exchange would otherwise be malloc'ed and freed per request.
+// Bounded: at most kMax blocks (4 MiB with the default 32 KiB buffers) are kept.
+struct LocalForwarder::SpareBlocks {
+    static constexpr std::size_t kMax = 128;
+    std::size_t size = 0;
+    std::vector<core::ByteBlock> blocks;
+
+    core::ByteBlock take() {
+        if (blocks.empty()) {
+            return core::ByteBlock(size);
+        }
+        core::ByteBlock b = std::move(blocks.back());
+        blocks.pop_back();
+        return b;
+    }
+    void give(core::ByteBlock b) {
+        if (b.size() == size && blocks.size() < kMax) {
+            blocks.push_back(std::move(b));
+        }
+    }
+};
+
 // ------------------------------------------------------------------------------------------
 // Exchange: one tunnel stream <-> one HTTP exchange on one local connection.
 //
@@ -148,16 +170,25 @@ public:
     Exchange(LocalForwarder& fwd, const std::shared_ptr<net::Tunnel>& t, proto::StreamId id,
              proto::StreamMeta head)
         : fwd_(&fwd),
-          opts_(fwd.opts_),
+          opts_holder_(fwd.opts_),
+          opts_(*opts_holder_),
           pool_(fwd.pool_),
           tunnel_(t),
           key_(t.get(), id),
           id_(id),
           head_(std::move(head)),
+          spare_(fwd.spare_),
           rbuf_(opts_.max_response_header_bytes + opts_.io_buffer_size + 4096),
-          req_buf_(opts_.io_buffer_size),
-          resp_buf_(opts_.io_buffer_size),
-          timer_(fwd.ex_) {}
+          req_buf_(spare_->take()),
+          resp_buf_(spare_->take()) {}
+
+    // No operation can still use the buffers: each one holds the exchange alive.
+    ~Exchange() {
+        spare_->give(std::move(req_buf_));
+        spare_->give(std::move(resp_buf_));
+    }
+    Exchange(const Exchange&) = delete;
+    Exchange& operator=(const Exchange&) = delete;
 
     void start() {
         started_ = Clock::now();
@@ -209,6 +240,17 @@ public:
     }
 
     std::shared_ptr<net::Tunnel> tunnel_ptr() const { return tunnel_.lock(); }
+
+    Clock::time_point deadline() const { return deadline_; }
+
+    // The forwarder's deadline timer found this exchange's deadline passed.
+    void on_deadline(Clock::time_point now) {
+        if (done_ || now < deadline_) {
+            return;
+        }
+        ++fwd_->st_.timeouts_total;
+        fail(kLocalTimeout);
+    }
 
     void cancel() {
         if (!done_) {
@@ -581,10 +623,47 @@ private:
             pend_len_ = 0;
             pend_fin_ = true;
             deliver();
+        } else if (rbuf_.size() > 0) {
+            // Body bytes that came with the head are parsed now, so a small response enters the
+            // stream in the same flush as its head instead of one loop turn later.
+            if (!parse_buffered_body()) {
+                ++fwd_->st_.bad_responses_total;
+                fail(kLocalBadResponse);
+                return;
+            }
+            deliver();
         } else {
             read_body();
         }
         flush();
+    }
+
+    // Parses the body bytes already in rbuf_ into resp_buf_ (no I/O), as on_body() would after
+    // a read. False on a malformed body.
+    bool parse_buffered_body() {
+        auto& body = parser_->get().body();
+        body.data = resp_buf_.data();
+        body.size = resp_buf_.size();
+        error_code ec;
+        while (rbuf_.size() > 0 && body.size > 0 && !parser_->is_done()) {
+            const std::size_t n = parser_->put(rbuf_.data(), ec);
+            rbuf_.consume(n);
+            if (ec == http::error::need_more || ec == http::error::need_buffer) {
+                ec = {};
+                break;
+            }
+            if (ec) {
+                return false;
+            }
+            if (n == 0) {
+                break;
+            }
+        }
+        pend_off_ = 0;
+        pend_len_ = resp_buf_.size() - body.size;
+        pend_fin_ = parser_->is_done();
+        touch();
+        return true;
     }
 
     void read_body() {
@@ -846,7 +925,6 @@ private:
         flush();
         done_ = true;
         ++gen_;
-        timer_.cancel();
         if (sock_) {
             pool_->release(std::move(*sock_), reusable);
             sock_.reset();
@@ -867,7 +945,6 @@ private:
         }
         done_ = true;
         ++gen_;
-        timer_.cancel();
         if (sock_) {
             pool_->release(std::move(*sock_), false);
             sock_.reset();
@@ -875,7 +952,7 @@ private:
         fwd_->erase(key_);
     }
 
-    // ---- timeouts: one timer, one deadline moved forward by progress
+    // ---- timeouts: one deadline moved forward by progress, watched by the forwarder's timer
 
     std::chrono::milliseconds current_timeout() const {
         if (!head_sent_) {
@@ -885,35 +962,16 @@ private:
     }
 
     void touch() {
-        deadline_ = Clock::now() + current_timeout();
-        arm_timer();
-    }
-
-    void arm_timer() {
-        if (timer_armed_ && deadline_ >= timer_.expiry()) {
-            return;  // the pending wait re-checks the deadline when it fires
+        if (done_) {
+            return;
         }
-        timer_armed_ = true;
-        timer_.expires_at(deadline_);
-        timer_.async_wait([self = shared_from_this(), tg = ++timer_gen_](error_code ec) {
-            if (tg != self->timer_gen_ || self->done_) {
-                return;
-            }
-            self->timer_armed_ = false;
-            if (ec) {
-                return;
-            }
-            if (Clock::now() < self->deadline_) {
-                self->arm_timer();
-                return;
-            }
-            ++self->fwd_->st_.timeouts_total;
-            self->fail(kLocalTimeout);
-        });
+        deadline_ = Clock::now() + current_timeout();
+        fwd_->arm_deadline(deadline_);
     }
 
     LocalForwarder* fwd_;  // valid while !done_
-    ForwarderOptions opts_;
+    std::shared_ptr<const ForwarderOptions> opts_holder_;  // shared, not copied per exchange
+    const ForwarderOptions& opts_;
     std::shared_ptr<LocalPool> pool_;
     std::weak_ptr<net::Tunnel> tunnel_;
     Key key_;
@@ -940,6 +998,7 @@ private:
     std::uint64_t bytes_out_ = 0;
     unsigned status_ = 0;
 
+    std::shared_ptr<SpareBlocks> spare_;
     beast::flat_buffer rbuf_;
     std::optional<http::response_parser<http::buffer_body>> parser_;
     core::ByteBlock req_buf_;
@@ -955,24 +1014,26 @@ private:
     bool blocked_ = false;
     bool stream_gone_ = false;
 
-    asio::steady_timer timer_;
-    Clock::time_point deadline_{};
-    bool timer_armed_ = false;
-    std::uint64_t timer_gen_ = 0;
+    Clock::time_point deadline_ = Clock::time_point::max();
     bool done_ = false;
 };
 
 // ------------------------------------------------------------------------------------------
 
 LocalForwarder::LocalForwarder(asio::any_io_executor ex, ForwarderOptions opts)
-    : ex_(std::move(ex)), opts_(std::move(opts)), alive_(std::make_shared<bool>(true)) {
+    : ex_(std::move(ex)),
+      opts_(std::make_shared<const ForwarderOptions>(std::move(opts))),
+      deadline_timer_(ex_),
+      alive_(std::make_shared<bool>(true)) {
+    spare_ = std::make_shared<SpareBlocks>();
+    spare_->size = opts_->io_buffer_size;
     PoolOptions po;
-    po.host = opts_.host;
-    po.port = opts_.port;
-    po.max_idle = opts_.max_idle_connections;
-    po.max_connections = opts_.max_connections;
-    po.idle_timeout = opts_.idle_connection_timeout;
-    po.connect_timeout = opts_.connect_timeout;
+    po.host = opts_->host;
+    po.port = opts_->port;
+    po.max_idle = opts_->max_idle_connections;
+    po.max_connections = opts_->max_connections;
+    po.idle_timeout = opts_->idle_connection_timeout;
+    po.connect_timeout = opts_->connect_timeout;
     pool_ = std::make_shared<LocalPool>(ex_, po);
 }
 
@@ -1066,7 +1127,58 @@ void LocalForwarder::start_exchange(net::Tunnel& tunnel, proto::Event& ev) {
     ex->start();
 }
 
-void LocalForwarder::erase(const Key& key) { exchanges_.erase(key); }
+void LocalForwarder::erase(const Key& key) {
+    exchanges_.erase(key);
+    if (exchanges_.empty() && deadline_armed_) {
+        // Nothing left to watch: no pending wait keeps the io_context busy.
+        deadline_armed_ = false;
+        ++deadline_gen_;
+        deadline_timer_.cancel();
+    }
+}
+
+// One timer for every exchange: a touch only stores the exchange's deadline, and the wait is
+// moved earlier only when a deadline comes before it. When it fires, expired exchanges fail and
+// the timer waits for the earliest deadline left, so in steady traffic it fires about once per
+// timeout period instead of being re-armed and cancelled for every request.
+void LocalForwarder::arm_deadline(Clock::time_point at) {
+    if (deadline_armed_ && at >= deadline_at_) {
+        return;
+    }
+    deadline_armed_ = true;
+    deadline_at_ = at;
+    deadline_timer_.expires_at(at);
+    deadline_timer_.async_wait(
+        [this, alive = alive_, g = ++deadline_gen_](const boost::system::error_code& ec) {
+            if (!*alive || g != deadline_gen_) {
+                return;
+            }
+            deadline_armed_ = false;
+            if (!ec) {
+                on_deadline_timer();
+            }
+        });
+}
+
+void LocalForwarder::on_deadline_timer() {
+    const auto now = Clock::now();
+    std::vector<std::shared_ptr<Exchange>> expired;
+    auto next = Clock::time_point::max();
+    for (const auto& [key, ex] : exchanges_) {
+        const auto at = ex->deadline();
+        if (at <= now) {
+            expired.push_back(ex);
+        } else {
+            next = std::min(next, at);
+        }
+    }
+    for (auto& ex : expired) {
+        ex->on_deadline(now);
+    }
+    if (next != Clock::time_point::max()) {
+        arm_deadline(next);
+    }
+}
 
 void LocalForwarder::schedule_flush(const std::shared_ptr<net::Tunnel>& tunnel) {
     if (in_event_ > 0 && event_tunnel_ == tunnel.get()) {

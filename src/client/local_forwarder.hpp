@@ -28,6 +28,7 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -48,7 +49,7 @@ namespace hopgate::client {
 struct ForwarderOptions {
     std::string host = "127.0.0.1";  // local target (see parse_local_target)
     std::uint16_t port = 80;
-    std::size_t max_idle_connections = 32;
+    std::size_t max_idle_connections = 64;
     std::size_t max_connections = 256;  // open to the service; more requests wait (FIFO)
     std::chrono::milliseconds idle_connection_timeout{30'000};  // pooled connection lifetime
     std::chrono::milliseconds connect_timeout{5'000};
@@ -101,9 +102,10 @@ public:
     void shutdown();
 
     ForwarderStats stats() const;
-    const ForwarderOptions& options() const { return opts_; }
+    const ForwarderOptions& options() const { return *opts_; }
 
     class Exchange;  // one stream <-> one local HTTP exchange (local_forwarder.cpp)
+    struct SpareBlocks;  // I/O buffers of finished exchanges, for the next ones
 
 private:
     friend class Exchange;
@@ -111,12 +113,21 @@ private:
 
     void start_exchange(net::Tunnel& tunnel, proto::Event& ev);
     void erase(const Key& key);
+    using Clock = std::chrono::steady_clock;
+    // Makes the deadline timer fire no later than `at` (see local_forwarder.cpp).
+    void arm_deadline(Clock::time_point at);
+    void on_deadline_timer();
     // Flushes `tunnel` soon (coalesced, never re-entrantly from inside a callback).
     void schedule_flush(const std::shared_ptr<net::Tunnel>& tunnel);
 
     asio::any_io_executor ex_;
-    ForwarderOptions opts_;
+    std::shared_ptr<const ForwarderOptions> opts_;  // shared with the exchanges
+    asio::steady_timer deadline_timer_;             // the exchanges' deadlines
+    Clock::time_point deadline_at_{};
+    bool deadline_armed_ = false;
+    std::uint64_t deadline_gen_ = 0;
     std::shared_ptr<LocalPool> pool_;
+    std::shared_ptr<SpareBlocks> spare_;
     std::map<Key, std::shared_ptr<Exchange>> exchanges_;
     std::set<const net::Tunnel*> flush_pending_;
     int in_event_ = 0;                           // depth of on_tunnel_event calls

@@ -11,7 +11,13 @@ using boost::system::error_code;
 using tcp = asio::ip::tcp;
 
 LocalPool::LocalPool(asio::any_io_executor ex, PoolOptions opts)
-    : ex_(std::move(ex)), opts_(std::move(opts)), sweep_timer_(ex_) {}
+    : ex_(std::move(ex)), opts_(std::move(opts)), sweep_timer_(ex_) {
+    error_code ec;
+    const auto addr = asio::ip::make_address(opts_.host, ec);
+    if (!ec) {
+        literal_ = tcp::endpoint(addr, opts_.port);
+    }
+}
 
 LocalPool::~LocalPool() { shutdown(); }
 
@@ -26,8 +32,12 @@ void LocalPool::acquire(AcquireHandler handler) {
     while (!idle_.empty()) {
         Idle it = std::move(idle_.back());
         idle_.pop_back();
-        const bool fresh = std::chrono::steady_clock::now() - it.since < opts_.idle_timeout;
-        if (fresh && alive(it.sock)) {
+        const auto idle_for = std::chrono::steady_clock::now() - it.since;
+        // A connection idle for less than kTrustIdle is used without the liveness peek (one
+        // system call per request under load): a service closing (or sending a 408) on an idle
+        // connection does so after its keep-alive timeout, not within milliseconds of a
+        // response, and one that closes anyway is caught as a stale connection and retried.
+        if (idle_for < opts_.idle_timeout && (idle_for < kTrustIdle || alive(it.sock))) {
             ++st_.reuses_total;
             asio::post(ex_, [h = std::move(handler), s = std::move(it.sock)]() mutable {
                 h({}, std::move(s), true);
@@ -102,6 +112,11 @@ void LocalPool::dial(AcquireHandler handler) {
             finish(asio::error::timed_out);
         }
     });
+    if (literal_) {
+        // An IP literal needs no resolver (getaddrinfo runs on a helper thread).
+        a->sock.async_connect(*literal_, [finish](error_code cec) { finish(cec); });
+        return;
+    }
     a->resolver.async_resolve(
         opts_.host, std::to_string(opts_.port),
         [a, finish](error_code ec, const tcp::resolver::results_type& results) {

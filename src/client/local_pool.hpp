@@ -1,8 +1,9 @@
 // Keep-alive connection pool to the local HTTP service (plain TCP).
 //
-// acquire() hands out an idle connection (most recently used first, after a liveness peek) or
-// dials a new one within `connect_timeout`. At most `max_connections` are open (handed out,
-// dialing or idle); further acquires wait in FIFO order, bounded by the number of exchanges.
+// acquire() hands out an idle connection (most recently used first, after a liveness peek unless
+// it was released less than kTrustIdle ago) or dials a new one within `connect_timeout`. At most
+// `max_connections` are open (handed out, dialing or idle); further acquires wait in FIFO order,
+// bounded by the number of exchanges.
 // Every acquired socket is given back exactly once with release(): reusable ones join the idle
 // list (at most `max_idle`, closed after `idle_timeout`), the rest are closed.
 //
@@ -20,6 +21,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace hopgate::client {
@@ -29,7 +31,7 @@ namespace asio = boost::asio;
 struct PoolOptions {
     std::string host = "127.0.0.1";
     std::uint16_t port = 80;
-    std::size_t max_idle = 32;
+    std::size_t max_idle = 64;
     std::size_t max_connections = 256;
     std::chrono::milliseconds idle_timeout{30'000};
     std::chrono::milliseconds connect_timeout{5'000};
@@ -66,6 +68,7 @@ public:
     const PoolOptions& options() const { return opts_; }
 
 private:
+    static constexpr std::chrono::milliseconds kTrustIdle{50};
     struct Idle {
         Socket sock;
         std::chrono::steady_clock::time_point since;
@@ -80,6 +83,7 @@ private:
     PoolOptions opts_;
     std::deque<Idle> idle_;                 // back = most recently released
     std::deque<AcquireHandler> waiters_;    // bounded by the exchanges in flight
+    std::optional<asio::ip::tcp::endpoint> literal_;  // host is an IP address: no resolving
     asio::steady_timer sweep_timer_;
     bool sweep_armed_ = false;
     bool shut_ = false;

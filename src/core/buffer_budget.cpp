@@ -14,8 +14,18 @@ std::optional<BufferBudget::Lease> BufferBudget::try_acquire(std::size_t bytes) 
         return std::nullopt;
     }
     Lease l;
-    // Value-initialised: no stale bytes of an earlier visitor can leak through a bug.
-    l.data_ = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);  // no zero-fill
+    auto& spare = state_->spare;
+    for (auto it = spare.rbegin(); it != spare.rend(); ++it) {
+        if (it->first == bytes) {
+            l.data_ = std::move(it->second);
+            state_->spare_bytes -= bytes;
+            spare.erase(std::next(it).base());
+            break;
+        }
+    }
+    if (!l.data_) {
+        l.data_ = std::make_unique_for_overwrite<std::uint8_t[]>(bytes);  // no zero-fill
+    }
     l.size_ = bytes;
     l.state_ = state_;
     state_->in_use += bytes;
@@ -39,6 +49,10 @@ BufferBudget::Lease::~Lease() { release(); }
 void BufferBudget::Lease::release() {
     if (state_) {
         state_->in_use -= size_;
+        if (data_ && state_->spare_bytes + size_ <= kSpareBytes) {
+            state_->spare_bytes += size_;
+            state_->spare.emplace_back(size_, std::move(data_));
+        }
         state_.reset();
     }
     data_.reset();

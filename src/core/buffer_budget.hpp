@@ -7,6 +7,10 @@
 // try_acquire() fails and the caller refuses the exchange (the front door answers 503); nothing
 // waits, so a flood of slow visitors cannot make memory grow past the budget.
 //
+// Released memory is kept for the next lease of the same size (at most kSpareBytes in all, not
+// counted in in_use()): an exchange per request would otherwise malloc and free 128 KiB each
+// time, which glibc serves with heap growth/trimming and chunk consolidation.
+//
 // Ownership: a Lease keeps the budget's shared state alive, so leases may outlive the
 // BufferBudget object. Threading: not thread-safe; use from one thread (the gateway's
 // io_context thread).
@@ -17,6 +21,8 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
+#include <vector>
 
 namespace hopgate::core {
 
@@ -26,13 +32,18 @@ class BufferBudget {
         std::size_t in_use = 0;
         std::size_t peak = 0;
         std::uint64_t refused = 0;
+        // Released blocks kept for reuse: (size, memory), at most kSpareBytes together.
+        std::vector<std::pair<std::size_t, std::unique_ptr<std::uint8_t[]>>> spare;
+        std::size_t spare_bytes = 0;
     };
 
 public:
+    static constexpr std::size_t kSpareBytes = 8 * 1024 * 1024;
+
     // `limit_bytes` is the most all live leases may hold together.
     explicit BufferBudget(std::size_t limit_bytes);
 
-    // Move-only handle on `size()` bytes of zero-initialised memory, counted against the budget
+    // Move-only handle on `size()` bytes of uninitialised memory, counted against the budget
     // until destroyed.
     class Lease {
     public:

@@ -158,15 +158,15 @@ void append_json_string(std::string& out, std::string_view s) {
     out += '"';
 }
 
-std::string format_rfc3339_ms(std::chrono::system_clock::time_point t) {
+namespace {
+
+void append_rfc3339_ms(std::string& out, std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
     // floor, not time_point_cast: the latter rounds toward zero for instants before 1970.
     const auto ms_floor = floor<milliseconds>(t);
     const auto day = floor<days>(ms_floor);
     const year_month_day ymd(day);
     const hh_mm_ss hms(ms_floor - day);
-    std::string out;
-    out.reserve(24);
     append_padded(out, static_cast<int>(ymd.year()), 4);
     out += '-';
     append_padded(out, static_cast<long>(static_cast<unsigned>(ymd.month())), 2);
@@ -181,6 +181,14 @@ std::string format_rfc3339_ms(std::chrono::system_clock::time_point t) {
     out += '.';
     append_padded(out, static_cast<long>(hms.subseconds().count()), 3);
     out += 'Z';
+}
+
+}  // namespace
+
+std::string format_rfc3339_ms(std::chrono::system_clock::time_point t) {
+    std::string out;
+    out.reserve(24);
+    append_rfc3339_ms(out, t);
     return out;
 }
 
@@ -202,7 +210,7 @@ std::string format_log_line(std::chrono::system_clock::time_point ts, LogLevel l
     std::string out;
     out.reserve(96 + msg.size() + 24 * fields.size());
     out += "{\"ts\":\"";
-    out += format_rfc3339_ms(ts);
+    append_rfc3339_ms(out, ts);
     out += "\",\"level\":\"";
     out += to_string(level);
     out += "\",\"msg\":";
@@ -227,17 +235,62 @@ LogOutput::LogOutput(LogLevel threshold, LogSink sink, WallClock clock)
       clock_(clock ? std::move(clock)
                    : WallClock([] { return std::chrono::system_clock::now(); })) {}
 
-void LogOutput::write(std::string_view line) {
-    std::lock_guard<std::mutex> lock(mu_);
+LogOutput::~LogOutput() { flush(); }
+
+void LogOutput::write(std::string_view line, bool urgent) {
+    std::function<void()> schedule;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!schedule_) {
+            try {
+                sink_(line);
+            } catch (...) {  // NOLINT(bugprone-empty-catch): a failing sink must not crash the caller
+            }
+            return;
+        }
+        const bool was_empty = pending_.empty();
+        pending_.append(line);
+        if (urgent || pending_.size() >= kDeferredLimit) {
+            flush_locked();
+            return;
+        }
+        if (!was_empty) {
+            return;  // a flush is already scheduled
+        }
+        schedule = schedule_;
+    }
     try {
-        sink_(line);
+        schedule();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): cannot schedule: write now instead
+        flush();
+    }
+}
+
+void LogOutput::set_deferred(std::function<void()> schedule) {
+    std::lock_guard<std::mutex> lock(mu_);
+    flush_locked();
+    schedule_ = std::move(schedule);
+}
+
+void LogOutput::flush() {
+    std::lock_guard<std::mutex> lock(mu_);
+    flush_locked();
+}
+
+void LogOutput::flush_locked() {
+    if (pending_.empty()) {
+        return;
+    }
+    try {
+        sink_(pending_);
     } catch (...) {  // NOLINT(bugprone-empty-catch): a failing sink must not crash the caller
     }
+    pending_.clear();
 }
 
 void Logger::emit(LogLevel level, std::string_view msg, std::span<const LogField> fields) const {
     const std::string line = format_log_line(out_->now(), level, component_, msg, fields);
-    out_->write(line);
+    out_->write(line, level >= LogLevel::kWarn);
 }
 
 }  // namespace hopgate::core

@@ -111,21 +111,41 @@ public:
     // Empty sink = stderr_sink(); empty clock = std::chrono::system_clock::now.
     explicit LogOutput(LogLevel threshold = LogLevel::kInfo, LogSink sink = {},
                        WallClock clock = {});
+    // Flushes deferred lines.
+    ~LogOutput();
+    LogOutput(const LogOutput&) = delete;
+    LogOutput& operator=(const LogOutput&) = delete;
 
     void set_level(LogLevel level) { level_.store(level, std::memory_order_relaxed); }
     LogLevel level() const { return level_.load(std::memory_order_relaxed); }
     bool enabled(LogLevel level) const { return level >= this->level(); }
 
     std::chrono::system_clock::time_point now() const { return clock_(); }
-    // Hands `line` to the sink under the mutex. Exceptions from the sink are swallowed: logging
-    // never takes the process down.
-    void write(std::string_view line);
+    // Hands `line` to the sink under the mutex (or, deferred, to the buffer). `urgent` lines
+    // (warnings and errors) are never deferred: they flush the buffer and go out at once.
+    // Exceptions from the sink are swallowed: logging never takes the process down.
+    void write(std::string_view line, bool urgent = true);
+
+    // Deferred writing, for a process that logs from one event loop (an access-log line per
+    // request): lines collect in a buffer that goes to the sink in one call, so a burst of
+    // requests costs one write(2) instead of one each. `schedule` is called, outside the lock,
+    // when a line lands in an empty buffer; it must make flush() run soon (post it to the event
+    // loop). The buffer is also flushed at 64 KiB, by an urgent line and on destruction. An empty
+    // `schedule` flushes and goes back to writing each line at once (call it when the loop ends).
+    void set_deferred(std::function<void()> schedule);
+    // Hands the buffered lines to the sink.
+    void flush();
 
 private:
+    static constexpr std::size_t kDeferredLimit = 64 * 1024;
+    void flush_locked();
+
     std::atomic<LogLevel> level_;
     LogSink sink_;
     WallClock clock_;
     std::mutex mu_;
+    std::function<void()> schedule_;  // guarded by mu_; empty = not deferred
+    std::string pending_;             // guarded by mu_; deferred lines
 };
 
 // A cheap, copyable handle: an output plus a component name. A default-constructed Logger

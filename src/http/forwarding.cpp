@@ -78,7 +78,7 @@ void set_header(Headers& h, std::string_view name, std::string_view value) {
         h.push_back({std::string(name), std::string(value)});
         return;
     }
-    it->value = std::string(value);
+    it->value.assign(value);
     // Drop later duplicates so the value is unambiguous.
     auto next = std::next(it);
     h.erase(std::remove_if(next, h.end(),
@@ -260,6 +260,8 @@ void rewrite_response_headers(Headers& headers, const ResponseForwarding& fwd) {
 
 Headers from_beast(const bh::fields& fields) {
     Headers out;
+    // Room for the forwarding headers added next (X-Forwarded-*, X-Real-IP, X-Request-Id).
+    out.reserve(static_cast<std::size_t>(std::distance(fields.begin(), fields.end())) + 6);
     for (const auto& f : fields) {
         out.push_back({std::string(f.name_string()), std::string(f.value())});
     }

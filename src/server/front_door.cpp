@@ -1,6 +1,7 @@
 #include "server/front_door.hpp"
 
 #include <openssl/rand.h>
+#include <openssl/ssl.h>
 
 #include <array>
 #include <boost/asio/ssl/context.hpp>
@@ -33,20 +34,32 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 std::string new_request_id() {
-    std::array<unsigned char, 8> b{};
-    RAND_bytes(b.data(), static_cast<int>(b.size()));
-    static const char* hex = "0123456789abcdef";
-    std::string s;
-    for (auto c : b) {
-        s.push_back(hex[c >> 4]);
-        s.push_back(hex[c & 15]);
+    // RAND_bytes costs a getpid() system call (OpenSSL's fork check) per call: draw the bytes
+    // of 64 ids at a time. Per thread, so no lock.
+    thread_local std::array<unsigned char, 8 * 64> pool{};
+    thread_local std::size_t used = pool.size();
+    if (used == pool.size()) {
+        RAND_bytes(pool.data(), static_cast<int>(pool.size()));
+        used = 0;
     }
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string s(16, '0');
+    for (std::size_t i = 0; i < 8; ++i) {
+        const unsigned char c = pool[used + i];
+        s[2 * i] = kHex[c >> 4];
+        s[2 * i + 1] = kHex[c & 15];
+    }
+    used += 8;
     return s;
 }
 
 namespace {
 
 constexpr std::size_t kChunk = 64 * 1024;
+constexpr std::size_t kKeepTlsBuffers = 1024;
+constexpr std::chrono::milliseconds kOpenRetry{5};
+using Clock = std::chrono::steady_clock;
+constexpr Clock::time_point kNever = Clock::time_point::max();
 
 class Session;
 
@@ -85,6 +98,38 @@ struct FrontDoor::Impl : std::enable_shared_from_this<FrontDoor::Impl> {
     template <class F>
     void each_session(F f);
 
+    // Flushes `t` once the handlers already queued on the io_context have run: the stream
+    // writes of every request handled in one turn of the loop share the tunnel's system calls
+    // (one TLS record batch or GSO send) instead of one send per request.
+    void schedule_flush(const std::shared_ptr<net::Tunnel>& t) {
+        for (const auto& [raw, weak] : flush_queue) {
+            if (raw == t.get()) {
+                return;
+            }
+        }
+        flush_queue.emplace_back(t.get(), t);
+        if (!flush_posted) {
+            flush_posted = true;
+            asio::post(io, [weak = weak_from_this()] {
+                if (auto self = weak.lock()) {
+                    self->run_flushes();
+                }
+            });
+        }
+    }
+    void run_flushes() {
+        flush_posted = false;
+        auto queue = std::move(flush_queue);
+        flush_queue.clear();
+        for (auto& [raw, weak] : queue) {
+            if (auto t = weak.lock(); t && !t->closed()) {
+                t->flush();
+            }
+        }
+    }
+    std::vector<std::pair<const net::Tunnel*, std::weak_ptr<net::Tunnel>>> flush_queue;
+    bool flush_posted = false;
+
     void accept_https(tcp::acceptor& a);
     void accept_http(tcp::acceptor& a, std::uint16_t https_port);
 };
@@ -104,7 +149,14 @@ class Session : public std::enable_shared_from_this<Session> {
 public:
     Session(tcp::socket sock, asio::ssl::context& ctx, std::shared_ptr<FrontDoor::Impl> door)
         : remote_ip_(remote_ip_of(sock)), stream_(std::move(sock), ctx), door_(door),
-          head_timer_(door->io) {
+          timer_(door->io) {
+        // Asio sets SSL_MODE_RELEASE_BUFFERS, so OpenSSL mallocs and frees its 16 KiB record
+        // buffer around every read and write (two to four times per request). The first
+        // kKeepTlsBuffers connections keep their buffers (at most ~33 KiB each, so ~33 MiB);
+        // beyond that, an idle connection still costs no record buffers.
+        if (door->live < kKeepTlsBuffers) {
+            SSL_clear_mode(stream_.native_handle(), SSL_MODE_RELEASE_BUFFERS);
+        }
         ++door->live;
         door->sessions.insert(this);
         door->update_gauges();
@@ -123,9 +175,11 @@ public:
     void start() {
         auto d = door_.lock();
         // One deadline for the TLS handshake and the whole first request head (slowloris).
-        beast::get_lowest_layer(stream_).expires_after(d->opts.header_timeout);
+        set_io_deadline(d->opts.header_timeout);
+        io_begin();
         stream_.async_handshake(asio::ssl::stream_base::server,
                                 [self = shared_from_this()](beast::error_code ec) {
+                                    self->io_end();
                                     if (ec) {
                                         return;
                                     }
@@ -189,6 +243,82 @@ private:
     std::uint8_t* up() { return bufs_->bytes().data(); }
     std::uint8_t* down() { return bufs_->bytes().data() + kChunk; }
 
+    tcp::socket& sock() { return beast::get_lowest_layer(stream_); }
+
+    void flush_tunnel() {
+        if (tunnel_) {
+            if (auto d = door_.lock()) {
+                d->schedule_flush(tunnel_);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ deadlines
+    // One timer per connection and no timer work per operation: setting a deadline only stores
+    // a time point, and the pending wait re-checks every deadline when it fires, then waits for
+    // the earliest one still set. The wait is re-armed early only when a deadline moves before
+    // it, so in steady keep-alive traffic the timer fires about once per timeout period.
+    //
+    // The socket deadline applies to visitor operations in flight (as Beast's tcp_stream
+    // timeouts do): when it passes while one is pending, the socket is closed and the pending
+    // operations complete with an error. A deadline that passes while nothing is pending does
+    // nothing until the next operation starts.
+    void set_io_deadline(std::chrono::seconds timeout) { io_deadline_ = Clock::now() + timeout; }
+
+    void io_begin() {
+        ++io_ops_;
+        arm(io_deadline_);
+    }
+    void io_end() { --io_ops_; }
+
+    void arm(Clock::time_point at) {
+        if (at == kNever || (timer_armed_ && at >= timer_at_)) {
+            return;
+        }
+        timer_armed_ = true;
+        timer_at_ = at;
+        timer_.expires_at(at);
+        timer_.async_wait([weak = weak_from_this(), g = ++timer_gen_](const beast::error_code& e) {
+            auto self = weak.lock();
+            if (!self || g != self->timer_gen_) {
+                return;
+            }
+            self->timer_armed_ = false;
+            if (!e) {
+                self->on_timer();
+            }
+        });
+    }
+
+    void on_timer() {
+        const auto now = Clock::now();
+        if (io_ops_ > 0 && now >= io_deadline_) {
+            io_deadline_ = kNever;
+            beast::error_code ignore;
+            sock().close(ignore);  // the pending operations fail: header/keep-alive/idle timeout
+        }
+        if (now >= head_deadline_) {
+            head_deadline_ = kNever;
+            on_head_timeout();  // may set a later head deadline
+        }
+        if (now >= pipe_deadline_) {
+            pipe_deadline_ = kNever;
+            if (!closing_) {
+                abort_exchange();  // idle for the whole upgrade idle timeout
+            }
+        }
+        if (now >= close_deadline_) {
+            close_deadline_ = kNever;
+            abort_connection();
+        }
+        if (now >= open_retry_) {
+            open_retry_ = kNever;
+            open_exchange();
+        }
+        arm(std::min({io_ops_ > 0 ? io_deadline_ : kNever, head_deadline_, pipe_deadline_,
+                      close_deadline_, open_retry_}));
+    }
+
     // ------------------------------------------------------------------ request
     void read_header() {
         auto d = door_.lock();
@@ -200,10 +330,12 @@ private:
         parser_->body_limit(boost::none);
         if (request_count_ > 0) {
             // Keep-alive: the next head (all of it) must come within the keep-alive timeout.
-            beast::get_lowest_layer(stream_).expires_after(d->opts.keepalive_timeout);
+            set_io_deadline(d->opts.keepalive_timeout);
         }
+        io_begin();
         http::async_read_header(stream_, buf_, *parser_,
                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                    self->io_end();
                                     self->on_header(ec);
                                 });
     }
@@ -265,8 +397,10 @@ private:
         auto d = door_.lock();
         control_req_.emplace(std::move(*parser_));
         control_req_->body_limit(d->opts.max_control_body);
+        io_begin();
         http::async_read(stream_, buf_, *control_req_,
                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->io_end();
                              self->on_control_body(ec);
                          });
     }
@@ -300,7 +434,7 @@ private:
     void write_control(ControlResponse res) {
         // A fresh deadline: the head's deadline may have passed while the answer was prepared.
         if (auto d = door_.lock()) {
-            beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
+            set_io_deadline(d->opts.idle_timeout);
         }
         res.keep_alive(keep_alive_);
         if (!rid_.empty()) {
@@ -310,8 +444,10 @@ private:
         status_ = res.result_int();
         bytes_out_ += res.body().size();
         auto sp = std::make_shared<ControlResponse>(std::move(res));
+        io_begin();
         http::async_write(stream_, *sp, [self = shared_from_this(), sp](beast::error_code ec,
                                                                         std::size_t) {
+            self->io_end();
             self->finish_exchange(ec);
         });
     }
@@ -364,22 +500,46 @@ private:
                        ::hopgate::http::iequals(h.name, "connection");
             });
         }
-        auto id = tunnel_->conn().open_stream(meta);
-        if (!id) {
+        open_meta_ = std::move(meta);
+        open_give_up_ = Clock::now() + d->opts.proxy_timeout;
+        open_exchange();
+    }
+
+    // Opens the exchange's stream. When the tunnel's send buffer is full (uploads of other
+    // exchanges not yet acknowledged), the open is retried every kOpenRetry until the proxy
+    // timeout (then 503), instead of failing the request; the session holds itself meanwhile.
+    void open_exchange() {
+        auto hold = std::move(open_hold_);
+        auto d = door_.lock();
+        if (!d || !sock().is_open()) {
+            return;  // the connection was closed while waiting
+        }
+        if (tunnel_->closed() || !tunnel_->has_conn()) {
             tunnel_.reset();
             send_page(502, host_, false);
             return;
         }
+        auto id = tunnel_->conn().open_stream(*open_meta_);
+        if (!id) {
+            if (id.error() == proto::Errc::kWouldBlock && Clock::now() < open_give_up_) {
+                open_hold_ = shared_from_this();
+                open_retry_ = Clock::now() + kOpenRetry;
+                arm(open_retry_);
+                flush_tunnel();
+                return;
+            }
+            const bool full = id.error() == proto::Errc::kWouldBlock;
+            tunnel_.reset();
+            send_page(full ? 503 : 502, host_, false);
+            return;
+        }
+        open_meta_.reset();
         stream_id_ = *id;
         stream_open_ = true;
         d->exchanges[{tunnel_.get(), stream_id_}] = shared_from_this();
         // The response head must come within the proxy timeout.
-        head_timer_.expires_after(d->opts.proxy_timeout);
-        head_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& e) {
-            if (auto self = weak.lock(); self && !e) {
-                self->on_head_timeout();
-            }
-        });
+        head_deadline_ = Clock::now() + d->opts.proxy_timeout;
+        arm(head_deadline_);
         upload_done_ = parser_->is_done();
         if (upload_done_) {
             if (!upgrade_req_) {
@@ -388,7 +548,7 @@ private:
         } else {
             read_body();
         }
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     // Upload: visitor body -> tunnel stream, chunk by chunk.
@@ -404,9 +564,11 @@ private:
         if (buf_.capacity() < kChunk) {
             buf_.reserve(kChunk);  // Beast reads by free capacity: 512 bytes per read otherwise
         }
-        beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
+        set_io_deadline(d->opts.idle_timeout);
+        io_begin();
         http::async_read(stream_, buf_, *parser_,
                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->io_end();
                              self->on_body(ec);
                          });
     }
@@ -441,7 +603,7 @@ private:
                 false);
             if (!r) {
                 if (r.error() == proto::Errc::kWouldBlock) {
-                    tunnel_->flush();
+                    flush_tunnel();
                     return;  // resume on kStreamWritable
                 }
                 abort_exchange();
@@ -463,7 +625,7 @@ private:
                 read_body();
             }
         }
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     void finish_upload() {
@@ -472,12 +634,12 @@ private:
         }
         upload_finished_ = true;
         (void)tunnel_->conn().stream_finish(stream_id_);
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     // Response: tunnel stream -> visitor.
-    void on_response_head(const proto::StreamMeta& m) {
-        head_timer_.cancel();
+    void on_response_head(proto::StreamMeta& m) {
+        head_deadline_ = kNever;
         if (head_sent_) {
             return;
         }
@@ -490,7 +652,7 @@ private:
         res_.emplace();
         res_->result(m.status);
         res_->version(11);
-        fill_response_headers(*res_, m, d->opts.hsts, rid_);
+        fill_response_headers(*res_, std::move(m.headers), m.status == 101, d->opts.hsts, rid_);
         status_ = m.status;
         if (upgrade_req_ && m.status == 101) {
             start_pipe();
@@ -511,11 +673,22 @@ private:
         res_->body().data = nullptr;
         res_->body().more = true;
         sr_.emplace(*res_);
-        writing_ = true;
         // The header deadline of the request may have passed while the tunnel answered.
-        beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
+        set_io_deadline(d->opts.idle_timeout);
+        // The head goes out with the first piece of the body when that is already here (one TLS
+        // record and one system call for a small response), else alone.
+        pump_response();
+        if (declined_upgrade) {
+            finish_upload();
+        }
+    }
+
+    void write_response_header() {
+        writing_ = true;
+        io_begin();
         http::async_write_header(stream_, *sr_,
                                  [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                     self->io_end();
                                      self->writing_ = false;
                                      if (ec) {
                                          self->abort_exchange();
@@ -523,13 +696,10 @@ private:
                                      }
                                      self->pump_response();
                                  });
-        if (declined_upgrade) {
-            finish_upload();
-        }
     }
 
     void pump_response() {
-        if (!head_sent_ || writing_ || body_done_ || !tunnel_ || !bufs_) {
+        if (!head_sent_ || writing_ || body_done_ || !tunnel_ || !bufs_ || (!piping_ && !sr_)) {
             return;
         }
         bool fin = false;
@@ -546,7 +716,10 @@ private:
             fin = true;
         }
         if (n == 0 && !fin) {
-            tunnel_->flush();  // credit returned by the read
+            if (!piping_ && !sr_->is_header_done()) {
+                write_response_header();  // the body is not here yet: the head goes alone
+            }
+            flush_tunnel();  // credit returned by the read
             return;
         }
         if (piping_) {
@@ -561,10 +734,12 @@ private:
         bytes_out_ += n;
         writing_ = true;
         if (d) {
-            beast::get_lowest_layer(stream_).expires_after(d->opts.idle_timeout);
+            set_io_deadline(d->opts.idle_timeout);
         }
+        io_begin();
         http::async_write(stream_, *sr_,
                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->io_end();
                               self->writing_ = false;
                               if (ec == http::error::need_buffer) {
                                   ec = {};
@@ -579,7 +754,7 @@ private:
                                   self->pump_response();
                               }
                           });
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     // ------------------------------------------------------------------ upgraded pipe
@@ -592,12 +767,14 @@ private:
         if (d->metrics) {
             d->metrics->upgrades.inc();
         }
-        beast::get_lowest_layer(stream_).expires_never();
+        io_deadline_ = kNever;
         pipe_touch();
         sr_.emplace(*res_);
         writing_ = true;
+        io_begin();
         http::async_write_header(stream_, *sr_,
                                  [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                     self->io_end();
                                      self->writing_ = false;
                                      if (ec) {
                                          self->abort_exchange();
@@ -624,9 +801,11 @@ private:
             return;
         }
         reading_body_ = true;
+        io_begin();
         stream_.async_read_some(
             asio::buffer(up(), kChunk),
             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                self->io_end();
                 self->reading_body_ = false;
                 if (self->closing_) {
                     self->abort_connection();  // the visitor answered our close
@@ -657,8 +836,10 @@ private:
         bytes_out_ += n;
         writing_ = true;
         pipe_touch();
+        io_begin();
         asio::async_write(stream_, asio::buffer(down(), n),
                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->io_end();
                               self->writing_ = false;
                               if (ec) {
                                   self->abort_exchange();
@@ -671,7 +852,7 @@ private:
                                   self->pump_response();
                               }
                           });
-        tunnel_->flush();
+        flush_tunnel();
     }
 
     // The local service finished its direction: nothing more can reach the visitor, so end the
@@ -685,17 +866,14 @@ private:
         finish_upload();
         log_access(true);
         beast::error_code ignore;
-        beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_send, ignore);
+        sock().shutdown(tcp::socket::shutdown_send, ignore);
         if (!reading_body_) {
             abort_connection();
             return;
         }
-        head_timer_.expires_after(std::chrono::seconds(2));
-        head_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& e) {
-            if (auto self = weak.lock(); self && !e) {
-                self->abort_connection();
-            }
-        });
+        pipe_deadline_ = kNever;
+        close_deadline_ = Clock::now() + std::chrono::seconds(2);
+        arm(close_deadline_);
     }
 
     void pipe_touch() {
@@ -703,31 +881,9 @@ private:
         if (!d || closing_) {
             return;
         }
-        pipe_deadline_ = std::chrono::steady_clock::now() + d->opts.upgrade_idle_timeout;
-        if (!pipe_timer_armed_) {
-            arm_pipe_timer();
-        }
-    }
-
-    // One timer, one deadline moved forward by progress in either direction.
-    void arm_pipe_timer() {
-        pipe_timer_armed_ = true;
-        head_timer_.expires_at(pipe_deadline_);
-        head_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& e) {
-            auto self = weak.lock();
-            if (!self) {
-                return;
-            }
-            self->pipe_timer_armed_ = false;
-            if (e || self->closing_) {
-                return;
-            }
-            if (std::chrono::steady_clock::now() < self->pipe_deadline_) {
-                self->arm_pipe_timer();
-                return;
-            }
-            self->abort_exchange();  // idle for the whole upgrade idle timeout
-        });
+        // Progress only moves the deadline; the timer re-checks it when it fires.
+        pipe_deadline_ = Clock::now() + d->opts.upgrade_idle_timeout;
+        arm(pipe_deadline_);
     }
 
     void on_head_timeout() {
@@ -739,13 +895,8 @@ private:
         if (auto d = door_.lock()) {
             const auto quiet = std::chrono::steady_clock::now() - up_progress_;
             if (quiet < d->opts.proxy_timeout) {
-                head_timer_.expires_after(d->opts.proxy_timeout - quiet);
-                head_timer_.async_wait(
-                    [weak = weak_from_this()](const boost::system::error_code& e) {
-                        if (auto self = weak.lock(); self && !e) {
-                            self->on_head_timeout();
-                        }
-                    });
+                head_deadline_ = Clock::now() + (d->opts.proxy_timeout - quiet);
+                arm(head_deadline_);
                 return;
             }
         }
@@ -763,7 +914,7 @@ private:
     }
 
     void on_stream_reset(std::uint64_t code) {
-        head_timer_.cancel();
+        head_deadline_ = kNever;
         stream_open_ = false;
         if (!head_sent_ && !page_sent_) {
             page_sent_ = true;
@@ -781,7 +932,7 @@ private:
         if (tunnel_ && stream_open_) {
             (void)tunnel_->conn().stream_reset(stream_id_, code);
             (void)tunnel_->conn().stream_stop_sending(stream_id_, code);
-            tunnel_->flush();
+            flush_tunnel();
         }
         stream_open_ = false;
         unregister();
@@ -795,7 +946,7 @@ private:
     void abort_connection() {
         log_access(false);
         beast::error_code ec;
-        beast::get_lowest_layer(stream_).socket().close(ec);
+        sock().close(ec);
     }
 
     // One access-log line (and the request metrics) per request, however it ended.
@@ -831,14 +982,13 @@ private:
     void finish_exchange(beast::error_code ec) {
         log_access(!ec);
         auto d = door_.lock();
-        head_timer_.cancel();
+        head_deadline_ = kNever;
         if (ec || !keep_alive_ || !d) {
             if (tunnel_ && stream_open_ && !body_done_) {
                 reset_stream(0x105);
             }
             beast::error_code ignore;
-            beast::get_lowest_layer(stream_).socket().shutdown(tcp::socket::shutdown_send,
-                                                               ignore);
+            sock().shutdown(tcp::socket::shutdown_send, ignore);
             return;
         }
         // If the visitor did not send the whole body (we answered early), the connection cannot
@@ -876,9 +1026,22 @@ private:
     }
 
     std::string remote_ip_;
-    beast::ssl_stream<beast::tcp_stream> stream_;
+    beast::ssl_stream<tcp::socket> stream_;
     std::weak_ptr<FrontDoor::Impl> door_;
-    asio::steady_timer head_timer_;  // response head deadline, then the pipe's idle deadline
+    // Deadlines (see arm()). kNever = not set.
+    asio::steady_timer timer_;
+    Clock::time_point timer_at_{};      // expiry of the pending wait, if timer_armed_
+    bool timer_armed_ = false;
+    std::uint64_t timer_gen_ = 0;       // invalidates a wait superseded by an earlier expiry
+    int io_ops_ = 0;                    // visitor socket operations in flight
+    Clock::time_point io_deadline_ = kNever;     // for those operations
+    Clock::time_point head_deadline_ = kNever;   // response head (proxy timeout)
+    Clock::time_point pipe_deadline_ = kNever;   // upgraded pipe idle
+    Clock::time_point close_deadline_ = kNever;  // grace period of a closing pipe
+    Clock::time_point open_retry_ = kNever;      // next try to open the stream (buffer full)
+    Clock::time_point open_give_up_ = kNever;
+    std::optional<proto::StreamMeta> open_meta_;  // the request head until its stream is open
+    std::shared_ptr<Session> open_hold_;          // keeps the session while the open waits
     beast::flat_buffer buf_;
     std::optional<http::request_parser<http::buffer_body>> parser_;
     std::optional<http::request_parser<http::string_body>> control_req_;
@@ -907,8 +1070,6 @@ private:
     bool upgrade_req_ = false;
     bool piping_ = false;
     bool closing_ = false;
-    bool pipe_timer_armed_ = false;
-    std::chrono::steady_clock::time_point pipe_deadline_{};
     std::chrono::steady_clock::time_point up_progress_{};  // last request body bytes to the tunnel
     // Access log.
     std::string host_;

@@ -27,21 +27,39 @@ Metrics::Metrics(core::MetricsRegistry& r)
       upgrades(r.counter("hopgate_http_upgrades_total", "Upgraded (101) byte pipes started").get()),
       proxy_buffer_bytes(r.gauge("hopgate_proxy_buffer_bytes",
                                  "Bytes of proxy I/O buffers leased from the server-wide budget")
-                             .get()) {}
+                             .get()),
+      request_children_(new std::atomic<core::Counter*>[kMethodSlots * 1000]()),
+      http_duration_child_(http_duration.get()) {}
 
 void Metrics::request(const std::string& method, unsigned status,
                       std::chrono::steady_clock::duration took) {
     // Methods are bounded to the standard ones so hostile methods cannot grow the label set.
-    static const char* known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS",
-                                  "CONNECT", "TRACE"};
-    std::string_view m = "OTHER";
-    for (const char* k : known) {
-        if (method == k) {
-            m = k;
+    static constexpr std::string_view kKnown[kMethodSlots - 1] = {
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"};
+    std::size_t mi = kMethodSlots - 1;  // OTHER
+    for (std::size_t i = 0; i < kMethodSlots - 1; ++i) {
+        if (method == kKnown[i]) {
+            mi = i;
+            break;
         }
     }
-    http_requests.with({m, std::to_string(status)}).inc();
-    http_duration.get().observe(std::chrono::duration<double>(took).count());
+    const std::string_view m = mi < kMethodSlots - 1 ? kKnown[mi] : std::string_view("OTHER");
+    core::Counter* c = nullptr;
+    std::atomic<core::Counter*>* slot =
+        status < 1000 ? &request_children_[mi * 1000 + status] : nullptr;
+    if (slot != nullptr) {
+        c = slot->load(std::memory_order_acquire);
+    }
+    if (c == nullptr) {
+        const auto overflows = http_requests.overflow_count();
+        c = &http_requests.with({m, std::to_string(status)});
+        // The "_other" child of a full family is not cached: each such lookup stays counted.
+        if (slot != nullptr && http_requests.overflow_count() == overflows) {
+            slot->store(c, std::memory_order_release);
+        }
+    }
+    c->inc();
+    http_duration_child_.observe(std::chrono::duration<double>(took).count());
 }
 
 void Metrics::proxy_error(int status) {

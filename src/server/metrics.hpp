@@ -1,7 +1,9 @@
 // Every metric of the gateway, declared in one place (Prometheus names per STYLE.md).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "core/metrics.hpp"
@@ -35,6 +37,13 @@ struct Metrics {
     core::Counter& connections_rejected;  // over HOP_SERVER_MAX_CONNECTIONS, closed at accept
     core::Counter& upgrades;              // 101 pipes started
     core::Gauge& proxy_buffer_bytes;      // bytes leased from the proxy buffer budget
+
+private:
+    // request() per request without a label lookup: the http_requests child of each (method,
+    // status) pair, filled on first use. Index: method (kMethods, then OTHER) * 1000 + status.
+    static constexpr std::size_t kMethodSlots = 10;
+    std::unique_ptr<std::atomic<core::Counter*>[]> request_children_;
+    core::Histogram& http_duration_child_;
 };
 
 }  // namespace hopgate::server

@@ -52,14 +52,14 @@ std::string choose_request_id(std::string_view incoming, std::string fresh) {
     return std::string(incoming);
 }
 
-void fill_response_headers(http::response<http::buffer_body>& res, const proto::StreamMeta& head,
+void fill_response_headers(http::response<http::buffer_body>& res,
+                           std::vector<proto::Header> headers, bool upgrade,
                            const std::string& hsts, const std::string& request_id) {
-    auto headers = head.headers;
     hopgate::http::ResponseForwarding fwd;
     if (!hsts.empty()) {
         fwd.hsts = hsts;
     }
-    fwd.upgrade = head.status == 101;
+    fwd.upgrade = upgrade;
     hopgate::http::remove_hop_by_hop(headers, fwd.upgrade);
     hopgate::http::rewrite_response_headers(headers, fwd);
     hopgate::http::to_beast(headers, res.base());

@@ -6,6 +6,7 @@
 #include <boost/beast/http/message.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "proto/meta.hpp"
 
@@ -25,11 +26,11 @@ proto::StreamMeta request_head(
     const boost::beast::http::request<boost::beast::http::buffer_body>& req,
     const std::string& remote_ip, const std::string& host, const std::string& request_id);
 
-// Fills the visitor response headers from the tunnel's response head; X-Request-Id is set to
-// `request_id` (replacing the local service's).
+// Fills the visitor response headers from the tunnel's response head (its `headers`, consumed;
+// `upgrade`: a 101 answer); X-Request-Id is set to `request_id` (replacing the local service's).
 void fill_response_headers(boost::beast::http::response<boost::beast::http::buffer_body>& res,
-                           const proto::StreamMeta& head, const std::string& hsts,
-                           const std::string& request_id);
+                           std::vector<proto::Header> headers, bool upgrade,
+                           const std::string& hsts, const std::string& request_id);
 
 // The id of a request: the visitor's X-Request-Id when it is sane (8 to 64 characters of
 // [A-Za-z0-9._-], so it can neither break a log line nor a header), else a new random one

@@ -1,5 +1,6 @@
 #include "server/server_main.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
 
@@ -263,7 +264,10 @@ int server_main(int argc, const char* const* argv) {
             signals.async_wait(on_signal);
         };
     signals.async_wait(on_signal);
+    // Log lines written while the loop runs go out together once per turn of the loop.
+    out->set_deferred([&io, o = out.get()] { boost::asio::post(io, [o] { o->flush(); }); });
     io.run();
+    out->set_deferred({});
     return 0;
 }
 

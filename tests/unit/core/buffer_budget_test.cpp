@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <vector>
 
 namespace hopgate::core {
@@ -86,6 +88,44 @@ TEST(BufferBudget, ChurnKeepsAccountingExact) {
     }
     held.clear();
     EXPECT_EQ(b.in_use(), 0u);
+}
+
+// A released block serves the next lease of the same size; other sizes get fresh memory; the
+// kept blocks never exceed kSpareBytes and are not counted in in_use().
+TEST(BufferBudget, ReleasedMemoryIsReusedWithinABound) {
+    BufferBudget b(64 * 1024 * 1024);
+    const std::uint8_t* first = nullptr;
+    {
+        auto l = b.try_acquire(1024);
+        ASSERT_TRUE(l);
+        first = l->bytes().data();
+    }
+    EXPECT_EQ(b.in_use(), 0u);
+    auto again = b.try_acquire(1024);
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->bytes().data(), first);
+    auto other = b.try_acquire(2048);
+    ASSERT_TRUE(other);
+    EXPECT_NE(other->bytes().data(), first);
+    // Release more than the bound: only kSpareBytes worth are kept, all of them reusable.
+    constexpr std::size_t kBlock = 1024 * 1024;
+    std::vector<BufferBudget::Lease> many;
+    for (std::size_t i = 0; i < 2 * BufferBudget::kSpareBytes / kBlock; ++i) {
+        many.push_back(std::move(*b.try_acquire(kBlock)));
+    }
+    std::vector<const std::uint8_t*> ptrs;
+    for (auto& l : many) {
+        ptrs.push_back(l.bytes().data());
+    }
+    many.clear();
+    std::size_t reused = 0;
+    for (std::size_t i = 0; i < 2 * BufferBudget::kSpareBytes / kBlock; ++i) {
+        many.push_back(std::move(*b.try_acquire(kBlock)));
+        if (std::find(ptrs.begin(), ptrs.end(), many.back().bytes().data()) != ptrs.end()) {
+            ++reused;
+        }
+    }
+    EXPECT_GE(reused, BufferBudget::kSpareBytes / kBlock);  // malloc may hand back the rest too
 }
 
 }  // namespace

@@ -224,6 +224,46 @@ TEST(Log, ThrowingSinkIsContained) {
     EXPECT_NO_THROW(log.info("m"));
 }
 
+// Deferred: info lines wait for the scheduled flush and go to the sink in one call; the flush is
+// scheduled once per batch; a warning flushes at once (with what was buffered before it);
+// turning deferral off flushes; destruction flushes.
+TEST(Log, DeferredLinesGoOutTogether) {
+    auto writes = std::make_shared<std::vector<std::string>>();
+    auto out = std::make_shared<LogOutput>(
+        LogLevel::kInfo, [writes](std::string_view l) { writes->emplace_back(l); },
+        [] { return fixed_time(); });
+    int scheduled = 0;
+    out->set_deferred([&scheduled] { ++scheduled; });
+    Logger log(out, "access");
+    log.info("a");
+    log.info("b");
+    EXPECT_TRUE(writes->empty());
+    EXPECT_EQ(scheduled, 1);
+    out->flush();
+    ASSERT_EQ(writes->size(), 1u);
+    EXPECT_EQ(std::count((*writes)[0].begin(), (*writes)[0].end(), '\n'), 2);
+    EXPECT_LT((*writes)[0].find("\"msg\":\"a\""), (*writes)[0].find("\"msg\":\"b\""));
+    log.info("c");
+    EXPECT_EQ(scheduled, 2);
+    log.warn("w");
+    ASSERT_EQ(writes->size(), 2u);
+    EXPECT_NE((*writes)[1].find("\"msg\":\"c\""), std::string::npos);
+    EXPECT_NE((*writes)[1].find("\"msg\":\"w\""), std::string::npos);
+    out->flush();
+    EXPECT_EQ(writes->size(), 2u);  // nothing left: no empty write
+    log.info("d");
+    out->set_deferred({});
+    ASSERT_EQ(writes->size(), 3u);
+    log.info("e");
+    EXPECT_EQ(writes->size(), 4u);  // immediate again
+    out->set_deferred([] {});
+    log.info("f");
+    out.reset();
+    log = Logger();  // drops the last reference: the destructor flushes "f"
+    ASSERT_EQ(writes->size(), 5u);
+    EXPECT_NE((*writes)[4].find("\"msg\":\"f\""), std::string::npos);
+}
+
 // Hostile msg, component and keys are escaped too, so the output stays one valid line.
 TEST(Log, HostileStringsStayOnOneLine) {
     const std::string line = format_log_line(fixed_time(), LogLevel::kError, "c\n\"x",
