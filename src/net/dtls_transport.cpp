@@ -233,11 +233,11 @@ public:
     // ICMP port unreachable for our peer's address. Only a hint (ICMP can be forged): the
     // session closes when such errors keep coming and the peer has been silent for over a second;
     // otherwise a PING is queued (at most one per max(srtt, 100 ms), later ones by the timer) so
-    // that a dead peer produces
-    // another error soon. Nothing is sent here: the caller marks the session dirty and the
-    // receive loop flushes it once. (Sending per error was a feedback loop: every datagram to a
-    // port that just closed, e.g. an old NAT mapping, came back as an error that sent another
-    // datagram, ~20,000 a second, starving the receive path of the client's new address.)
+    // that a dead peer produces another error soon. Nothing is sent here: the caller marks the
+    // session dirty and the receive loop flushes it once. (Sending per error was a feedback
+    // loop: every datagram to a port that just closed, e.g. an old NAT mapping, came back as an
+    // error that sent another datagram, ~20,000 a second, starving the receive path of the
+    // client's new address.)
     void on_port_unreachable(Instant now) {
         if (closed_ || !conn_) {
             return;
@@ -337,17 +337,13 @@ private:
         ServerSession& self;
     };
 
-    bool accept(std::span<const std::uint8_t> d) override {
-        DtlsServer::Impl& srv = *sink_srv_;
-        if (srv.tx_blocked) {
-            return false;  // stays in the engine's queue until the socket is writable
-        }
-        if (!srv.tx.send(srv.sock.native_handle(), d, addr_)) {
-            srv.tx_blocked = true;
-            srv.wait_write();
+    // A declined datagram stays in the engine's queue until the socket is writable.
+    bool accept(std::span<const std::uint8_t> d) override { return send_to_peer(*sink_srv_, d); }
+
+    bool send_to_peer(DtlsServer::Impl& srv, std::span<const std::uint8_t> d) {
+        if (!srv.send(d, addr_)) {
             return false;
         }
-        ++srv.st.datagrams_out;
         if (probe_) {
             probe_->tx_bytes += d.size();
         }
@@ -360,9 +356,8 @@ private:
             if (m == 0) {
                 break;
             }
-            srv.send(std::span<const std::uint8_t>(cipher_).first(m), addr_);
-            if (probe_) {
-                probe_->tx_bytes += m;
+            if (!send_to_peer(srv, std::span<const std::uint8_t>(cipher_).first(m))) {
+                ++srv.st.dropped;  // already out of the engine's queue
             }
         }
     }
@@ -657,7 +652,9 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
     const auto decision = cookies.check_client_hello(d, from.key(), reply);
     if (decision == tls::CookieGuard::Decision::kReplyAndDrop) {
         ++st.cookies_sent;
-        send(reply, from);
+        if (!send(reply, from)) {
+            ++st.dropped;  // the client sends its ClientHello again
+        }
         return;
     }
     if (decision != tls::CookieGuard::Decision::kAccept) {
@@ -687,13 +684,15 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
 }
 
 bool DtlsServer::Impl::send(std::span<const std::uint8_t> d, const PeerAddr& to) {
-    ++st.datagrams_out;
+    if (tx_blocked) {
+        return false;
+    }
     if (!tx.send(sock.native_handle(), d, to)) {
         tx_blocked = true;
-        ++st.dropped;
         wait_write();
         return false;
     }
+    ++st.datagrams_out;
     return true;
 }
 

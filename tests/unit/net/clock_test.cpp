@@ -72,6 +72,11 @@ struct Owner {
     LazyTimer timer;
     int fired = 0;
     Instant fired_at{};
+    // The callback of the tests below: counts and records when it ran.
+    static void record(Owner& s) {
+        ++s.fired;
+        s.fired_at = core::steady_now();
+    }
 };
 
 // Deadlines that keep moving later cost one OS arm plus one re-arm per early fire, and the
@@ -80,10 +85,7 @@ TEST(LazyTimer, FiresOnceAtTheLatestDeadline) {
     boost::asio::io_context io;
     auto o = std::make_shared<Owner>(io);
     const Instant start = core::steady_now();
-    auto fire = [](Owner& s) {
-        ++s.fired;
-        s.fired_at = core::steady_now();
-    };
+    auto fire = &Owner::record;
     for (int i = 1; i <= 100; ++i) {
         o->timer.arm(start + std::chrono::microseconds(200 * i), o, fire);
     }
@@ -98,10 +100,7 @@ TEST(LazyTimer, EarlierDeadlineFiresEarly) {
     boost::asio::io_context io;
     auto o = std::make_shared<Owner>(io);
     const Instant start = core::steady_now();
-    auto fire = [](Owner& s) {
-        ++s.fired;
-        s.fired_at = core::steady_now();
-    };
+    auto fire = &Owner::record;
     o->timer.arm(start + 10s, o, fire);
     o->timer.arm(start + 5ms, o, fire);
     io.run_for(2s);
