@@ -269,6 +269,7 @@ struct Connection::Impl {
     std::uint64_t conn_consumed = 0;
     std::uint64_t conn_recv_max = 0;
     std::uint64_t conn_window = 0;
+    std::uint64_t credit_reserved = 0;  // growth of conn_window reserved in cfg.credit_budget
     bool conn_has_update = false;
     Instant conn_last_update{};
     bool max_data_pending = false;
@@ -360,6 +361,14 @@ struct Connection::Impl {
         }
     }
 
+    ~Impl() {
+        if (cfg.credit_budget) {
+            cfg.credit_budget->leave(credit_reserved);
+        }
+    }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+
     Impl(const ConnectionConfig& c, Instant now)
         : cfg(c), now_(now), created(now), rtt(c.initial_rtt) {
         local_params.idle_timeout_ms =
@@ -374,6 +383,9 @@ struct Connection::Impl {
         local_params.connection_id = cfg.role == Role::kServer ? cfg.connection_id : 0;
         conn_recv_max = cfg.initial_connection_window;
         conn_window = cfg.initial_connection_window;
+        if (cfg.credit_budget) {
+            cfg.credit_budget->join();
+        }
         peer_streams_allowed = cfg.max_streams;
         mtu = cfg.mode == Mode::kDatagram ? cfg.base_packet_size : cfg.max_record_size;
         cc = make_congestion_controller(cfg.cc, mtu);
@@ -652,13 +664,29 @@ struct Connection::Impl {
 
     void update_conn_window() {
         if ((conn_recv_max - conn_consumed) * 2 < conn_window) {
-            if (conn_has_update && now_ - conn_last_update < 2 * rtt.smoothed() &&
-                conn_window < cfg.max_connection_window) {
-                conn_window = std::min(conn_window * 2, cfg.max_connection_window);
+            CreditBudget* budget = cfg.credit_budget.get();
+            if (budget != nullptr && budget->should_shrink(credit_reserved)) {
+                // Shared budget under pressure and this connection holds more than its share:
+                // give half of its grown window back. Halving once per update keeps the new
+                // limit above the one already granted.
+                const std::uint64_t w =
+                    std::max(conn_window / 2, cfg.initial_connection_window);
+                budget->release(conn_window - w);
+                credit_reserved -= conn_window - w;
+                conn_window = w;
+            } else if (conn_has_update && now_ - conn_last_update < 2 * rtt.smoothed() &&
+                       conn_window < cfg.max_connection_window) {
+                const std::uint64_t w = std::min(conn_window * 2, cfg.max_connection_window);
+                if (budget == nullptr || budget->try_grow(credit_reserved, w - conn_window)) {
+                    if (budget != nullptr) {
+                        credit_reserved += w - conn_window;
+                    }
+                    conn_window = w;
+                }
             }
             conn_has_update = true;
             conn_last_update = now_;
-            conn_recv_max = conn_consumed + conn_window;
+            conn_recv_max = std::max(conn_recv_max, conn_consumed + conn_window);
             max_data_pending = true;
         }
     }
@@ -2485,6 +2513,8 @@ const ConnectionStats& Connection::stats() const {
     m.stats.cwnd = m.cc->cwnd();
     m.stats.bytes_in_flight = m.bytes_in_flight;
     m.stats.path_mtu = m.mtu;
+    m.stats.connection_window = m.conn_window;
+    m.stats.credit_reserved = m.credit_reserved;
     return m.stats;
 }
 

@@ -27,6 +27,7 @@
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "proto/congestion.hpp"
+#include "proto/credit_budget.hpp"
 #include "proto/error.hpp"
 #include "proto/frame.hpp"
 #include "proto/meta.hpp"
@@ -55,6 +56,9 @@ struct ConnectionConfig {
     std::uint64_t initial_connection_window = 1024 * 1024;
     std::uint64_t max_connection_window = 32 * 1024 * 1024;  // bound on all receive buffering
     std::uint64_t max_streams = 1000;  // concurrently open peer-initiated streams
+    // Shared across connections (the server's tunnels): the connection window grows past
+    // `initial_connection_window` only with credit reserved here. Null: no shared bound.
+    std::shared_ptr<CreditBudget> credit_budget;
 
     // Send-side buffering (application data accepted but not yet acknowledged).
     std::uint64_t stream_send_buffer = 4 * 1024 * 1024;
@@ -144,6 +148,8 @@ struct ConnectionStats {
     std::uint64_t cwnd = 0;
     std::uint64_t bytes_in_flight = 0;
     std::size_t path_mtu = 0;
+    std::uint64_t connection_window = 0;  // receive window we grant at most (auto-tuned)
+    std::uint64_t credit_reserved = 0;    // part of it reserved in the shared CreditBudget
 };
 
 class Connection {

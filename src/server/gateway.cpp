@@ -72,6 +72,8 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     TunnelPool pool{io};
     std::unique_ptr<Pages> pages;
     std::unique_ptr<FrontDoor> front;
+    // Shared by every tunnel's connection: bounds their receive buffering together (SPEC §4).
+    std::shared_ptr<proto::CreditBudget> window_budget;
     std::unique_ptr<net::DtlsServer> dtls;
     bool draining = false;
     std::unique_ptr<net::TlsServer> tls_server;
@@ -166,6 +168,8 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
                         .port();
 
         net::TransportOptions to;
+        window_budget = std::make_shared<proto::CreditBudget>(cfg.tunnel_window_budget);
+        to.conn.credit_budget = window_budget;
         auto on_tunnel = [weak](const std::shared_ptr<net::Tunnel>& t) {
             if (auto self = weak.lock()) {
                 t->set_events(self.get());
@@ -373,6 +377,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         if (target == "/metrics") {
             ControlResponse res{http::status::ok, 11};
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+            metrics.set_window_budget(window_budget->used(), window_budget->denied());
             res.body() = registry_metrics.render();
             reply(std::move(res));
             return;

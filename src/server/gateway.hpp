@@ -29,6 +29,8 @@ struct GatewayConfig {
     std::chrono::seconds upgrade_idle_timeout{600};  // idle 101 pipe
     std::size_t max_connections = 10000;           // open visitor connections
     std::size_t buffer_budget = 512u * 1024 * 1024;  // proxy I/O buffers, all exchanges
+    // Receive-window growth of all tunnels together (beyond each one's initial 1 MiB).
+    std::size_t tunnel_window_budget = 256u * 1024 * 1024;
     std::string admin_key;
     std::string admin_allow_cidrs;
     std::string db_dsn;  // empty: SQLite file hopgate.db in the working directory

@@ -28,6 +28,12 @@ Metrics::Metrics(core::MetricsRegistry& r)
       proxy_buffer_bytes(r.gauge("hopgate_proxy_buffer_bytes",
                                  "Bytes of proxy I/O buffers leased from the server-wide budget")
                              .get()),
+      window_budget_bytes(r.gauge("hopgate_tunnel_window_budget_bytes",
+                                  "Receive-window growth reserved by all tunnels from the shared budget")
+                              .get()),
+      window_budget_denied(r.counter("hopgate_tunnel_window_budget_denied_total",
+                                     "Tunnel receive-window growths refused by the shared budget")
+                               .get()),
       request_children_(new std::atomic<core::Counter*>[kMethodSlots * 1000]()),
       http_duration_child_(http_duration.get()) {}
 
@@ -80,6 +86,15 @@ void Metrics::handshake(const char* result, net::TransportKind kind) {
 void Metrics::set_tunnels(std::size_t dtls, std::size_t tls) {
     tunnels_active.with({"dtls"}).set(static_cast<std::int64_t>(dtls));
     tunnels_active.with({"tls"}).set(static_cast<std::int64_t>(tls));
+}
+
+void Metrics::set_window_budget(std::uint64_t reserved, std::uint64_t denied_total) {
+    window_budget_bytes.set(static_cast<std::int64_t>(reserved));
+    // A counter only goes up: add what was refused since the last scrape.
+    const std::uint64_t seen = window_budget_denied.value();
+    if (denied_total > seen) {
+        window_budget_denied.inc(denied_total - seen);
+    }
 }
 
 }  // namespace hopgate::server

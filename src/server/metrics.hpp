@@ -22,6 +22,8 @@ struct Metrics {
     void handshake(const char* result, net::TransportKind kind);
     // Updates gauges from connection statistics (called periodically and on scrape).
     void set_tunnels(std::size_t dtls, std::size_t tls);
+    // Updates the tunnel receive-window budget figures (on scrape).
+    void set_window_budget(std::uint64_t reserved, std::uint64_t denied_total);
 
     core::MetricsRegistry& registry;
     core::Family<core::Counter>& http_requests;
@@ -37,6 +39,8 @@ struct Metrics {
     core::Counter& connections_rejected;  // over HOP_SERVER_MAX_CONNECTIONS, closed at accept
     core::Counter& upgrades;              // 101 pipes started
     core::Gauge& proxy_buffer_bytes;      // bytes leased from the proxy buffer budget
+    core::Gauge& window_budget_bytes;     // tunnel receive-window growth reserved, all tunnels
+    core::Counter& window_budget_denied;  // window growths refused by that budget
 
 private:
     // request() per request without a label lookup: the http_requests child of each (method,

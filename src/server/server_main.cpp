@@ -59,6 +59,11 @@ core::ConfigSchema schema() {
            .type = OptionType::kInt, .default_value = "512",
            .help = "MiB of proxy I/O buffers for all exchanges (128 KiB each); over it -> 503",
            .min = 1, .max = 1048576});
+    s.add({.env = "HOP_SERVER_TUNNEL_BUFFER_BUDGET_MB", .flag = "--tunnel-buffer-budget-mb",
+           .type = OptionType::kInt, .default_value = "256",
+           .help = "MiB of tunnel receive-window growth for all tunnels together (each tunnel "
+                   "always gets 1 MiB; auto-tuning beyond it draws on this budget)",
+           .min = 0, .max = 1048576});
     s.add({.env = "HOP_SERVER_DRAIN_SECONDS", .flag = "--drain-timeout",
            .type = OptionType::kInt, .default_value = "10",
            .help = "on SIGTERM/SIGINT, seconds in-flight requests get to finish", .min = 0,
@@ -219,6 +224,8 @@ int server_main(int argc, const char* const* argv) {
     g.max_connections = static_cast<std::size_t>(cfg.get_int("HOP_SERVER_MAX_CONNECTIONS"));
     g.buffer_budget =
         static_cast<std::size_t>(cfg.get_int("HOP_SERVER_BUFFER_BUDGET_MB")) * 1024 * 1024;
+    g.tunnel_window_budget =
+        static_cast<std::size_t>(cfg.get_int("HOP_SERVER_TUNNEL_BUFFER_BUDGET_MB")) * 1024 * 1024;
     const auto drain = std::chrono::seconds(cfg.get_int("HOP_SERVER_DRAIN_SECONDS"));
     g.hsts = cfg.get_string("HOP_SERVER_HSTS");
     g.cert_file = cfg.get_string("HOP_SERVER_TLS_CERT");

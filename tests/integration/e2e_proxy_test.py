@@ -123,6 +123,7 @@ try:
                HOP_SERVER_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
                HOP_SERVER_KEEPALIVE_TIMEOUT_SECONDS=str(KEEPALIVE_TIMEOUT),
                HOP_SERVER_BUFFER_BUDGET_MB="1",  # 8 exchanges of 128 KiB
+               HOP_SERVER_TUNNEL_BUFFER_BUDGET_MB="1",  # tunnel window growth, all tunnels
                HOP_SERVER_DRAIN_SECONDS="10")
     server = gw.start_server(env=env)
     ports, ctx, request, admin = gw.ports, gw.ctx, gw.request, gw.admin
@@ -241,6 +242,11 @@ try:
     r, d = request("GET", "/metrics", "localhost")
     check(b'hopgate_proxy_errors_total{type="overloaded"}' in d and b"hopgate_http_upgrades_total" in d,
           "metrics: overloaded errors and upgrades counted")
+    # The tunnels' shared receive-window budget (its rules are pinned by unit_proto CreditBudget.*;
+    # on loopback the windows rarely need to grow): exported, and never above its 1 MiB.
+    wb = metric("hopgate_tunnel_window_budget_bytes")
+    check(wb is not None and wb <= 1 << 20 and b"hopgate_tunnel_window_budget_denied_total" in d,
+          f"metrics: tunnel window budget exported and within its capacity ({wb})")
 
     # ---------------------------------------------------------------- 2. access log + request id
     r, _ = request("GET", "/hello?secret=1", DOMAIN)  # query strings are not logged

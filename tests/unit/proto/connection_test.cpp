@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <deque>
 #include <functional>
+#include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -845,6 +847,9 @@ struct Transfer {
     Bytes got;
     bool fin_read = false;
     bool corrupt = false;
+    std::uint64_t read_limit = std::numeric_limits<std::uint64_t>::max();  // reader stops here
+    Bytes chunk;  // the next pattern bytes to write, kept while the stream is blocked
+    std::uint64_t chunk_at = std::numeric_limits<std::uint64_t>::max();
 };
 
 // Client → server transfer of `t.total` pattern bytes on one stream; returns when FIN is read.
@@ -858,7 +863,13 @@ void run_transfer(Pair& p, Transfer& t, core::Duration limit = seconds(120)) {
         } else if (e.type == EventType::kStreamReadable) {
             std::array<std::uint8_t, 32768> buf{};
             for (;;) {
-                auto r = p.s().stream_read(e.stream, buf);
+                const std::uint64_t room = t.read_limit - t.got.size();
+                if (room == 0) {
+                    break;  // the reader pauses; the rest stays buffered
+                }
+                auto r = p.s().stream_read(
+                    e.stream, std::span<std::uint8_t>(buf).first(
+                                  static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), room))));
                 ASSERT_TRUE(r.ok());
                 for (std::size_t i = 0; i < r->bytes; ++i) {
                     if (buf[i] != pattern(t.got.size() + i)) {
@@ -896,7 +907,11 @@ void run_transfer(Pair& p, Transfer& t, core::Duration limit = seconds(120)) {
         while (t.written < t.total) {
             const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(
                 t.total - t.written, 64 * 1024));
-            auto r = p.c().stream_write(t.id, pattern_bytes(t.written, n), t.written + n == t.total);
+            if (t.chunk_at != t.written || t.chunk.size() != n) {
+                t.chunk = pattern_bytes(t.written, n);
+                t.chunk_at = t.written;
+            }
+            auto r = p.c().stream_write(t.id, t.chunk, t.written + n == t.total);
             if (!r.ok()) {
                 ASSERT_TRUE(has_error(r.error(), Errc::kWouldBlock));
                 break;
@@ -1050,6 +1065,100 @@ TEST(ConnectionFlowControl, ResetAfterStopSendingReturnsCredit) {
     f.send({ResetStreamFrame{0, 9, 100000}});
     EXPECT_EQ(f.close_code(), -1);
     EXPECT_EQ(f.server.buffered_bytes(), 0u);
+}
+
+// ------------------------------------------------------------------------------------------
+// Shared receive-credit budget (SPEC §4: a global memory budget stops granting credit)
+
+constexpr std::uint64_t kKiB = 1024;
+constexpr std::uint64_t kMiB = 1024 * kKiB;
+
+// Small windows keep these runs short: 256 KiB initial, auto-tuning up to 8 MiB.
+ConnectionConfig budgeted_server(const std::shared_ptr<CreditBudget>& budget) {
+    auto c = server_config();
+    c.initial_connection_window = 256 * kKiB;
+    c.max_connection_window = 8 * kMiB;
+    c.credit_budget = budget;
+    return c;
+}
+
+struct PausedUpload {
+    std::uint64_t buffered = 0;  // the server's peak buffered bytes
+    std::uint64_t window = 0;    // its connection window at the end
+};
+
+// The server reads 6 MiB of a 12 MiB upload at full speed (its window auto-tunes up), then its
+// reader pauses: what it buffers from then on is bounded by the window it reached.
+PausedUpload paused_upload(const std::shared_ptr<CreditBudget>& budget) {
+    Pair p(client_config(), budgeted_server(budget));
+    Transfer t;
+    t.total = 12 * kMiB;
+    t.read_limit = 6 * kMiB;
+    run_transfer(p, t, seconds(5));
+    EXPECT_EQ(t.got.size(), t.read_limit);
+    EXPECT_FALSE(t.corrupt);
+    return {p.s().stats().max_buffered_bytes, p.s().stats().connection_window};
+}
+
+// Pins the bound: with a budget, the connection window grows only by what the budget grants, so a
+// paused reader buffers at most the initial window plus the budget. The same run without a budget
+// shows the window would have grown well past that (so the check can fail).
+TEST(CreditBudget, BoundsWhatAPausedReaderBuffers) {
+    const std::uint64_t initial = budgeted_server(nullptr).initial_connection_window;
+    const PausedUpload free = paused_upload(nullptr);
+    EXPECT_GT(free.window, initial + 2 * kMiB);
+    EXPECT_GT(free.buffered, initial + 2 * kMiB);
+
+    auto budget = std::make_shared<CreditBudget>(512 * kKiB);
+    const PausedUpload capped = paused_upload(budget);
+    EXPECT_LE(capped.window, initial + 512 * kKiB);
+    EXPECT_LE(capped.buffered, initial + 512 * kKiB + 4 * kKiB);  // + the response head
+    EXPECT_GT(budget->denied(), 0u);
+    // The connection is gone: everything it reserved is back.
+    EXPECT_EQ(budget->used(), 0u);
+    EXPECT_EQ(budget->members(), 0u);
+}
+
+// Pins the sharing rule: a lone tunnel may use the whole budget; when a second one needs credit
+// and the budget is under pressure, the first gives back down to its fair share at its next
+// credit updates, the second then grows into what was freed, and nothing is left reserved when
+// both end.
+TEST(CreditBudget, BusyTunnelsShareIt) {
+    auto budget = std::make_shared<CreditBudget>(2 * kMiB);
+    const auto scfg = budgeted_server(budget);
+    auto upload = [](Pair& p, std::uint64_t mib) {
+        Transfer t;
+        t.total = mib * kMiB;
+        run_transfer(p, t, seconds(30));
+        EXPECT_TRUE(t.fin_read);
+        EXPECT_FALSE(t.corrupt);
+    };
+    {
+        Pair a(client_config(), scfg);
+        upload(a, 12);
+        // Alone: 256 KiB -> 512 KiB -> 1 MiB -> 2 MiB, 1792 KiB reserved (4 MiB would not fit).
+        EXPECT_EQ(a.s().stats().credit_reserved, 1792 * kKiB);
+        EXPECT_EQ(budget->used(), 1792 * kKiB);
+        {
+            Pair b(client_config(), scfg);
+            upload(b, 12);
+            const std::uint64_t b_first = b.s().stats().credit_reserved;
+            EXPECT_LE(b_first, 256 * kKiB);  // only what was left
+            // A moves data again: over its share (1 MiB) under pressure, so it shrinks.
+            upload(a, 4);
+            EXPECT_LE(a.s().stats().credit_reserved, budget->fair_share());
+            // B grows into the freed credit.
+            upload(b, 12);
+            EXPECT_GT(b.s().stats().credit_reserved, b_first);
+            EXPECT_LE(budget->used(), budget->capacity());
+            EXPECT_EQ(budget->used(),
+                      a.s().stats().credit_reserved + b.s().stats().credit_reserved);
+        }
+        EXPECT_EQ(budget->members(), 1u);
+        EXPECT_EQ(budget->used(), a.s().stats().credit_reserved);
+    }
+    EXPECT_EQ(budget->used(), 0u);
+    EXPECT_EQ(budget->members(), 0u);
 }
 
 }  // namespace
