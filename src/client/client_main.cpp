@@ -1,11 +1,15 @@
 #include "client/client_main.hpp"
 
 #include <boost/asio/post.hpp>
+#include <openssl/crypto.h>
+
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
 
 #include "client/agent.hpp"
 #include "core/config.hpp"
+#include "core/version.hpp"
+#include "proto/frame.hpp"
 
 namespace hopgate::client {
 
@@ -53,6 +57,11 @@ int client_main(int argc, const char* const* argv) {
     } catch (const core::ConfigError& e) {
         std::cerr << "hopgate-client: configuration error:\n" << e.what() << "\n";
         return 1;
+    }
+    if (cfg.version_requested() && !cfg.help_requested()) {
+        std::cout << "hopgate-client " << core::version() << " (tunnel protocol " << proto::kProtocolVersion
+                  << ", " << OpenSSL_version(OPENSSL_VERSION) << ")\n";
+        return 0;
     }
     if (cfg.help_requested()) {
         std::cout << sch.help_text("hopgate-client",

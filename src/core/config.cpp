@@ -489,7 +489,7 @@ ConfigSchema& ConfigSchema::add(OptionSpec spec) {
         throw std::logic_error("config schema: duplicate env name " + spec.env);
     }
     if (!spec.flag.empty()) {
-        if (!valid_flag_name(spec.flag) || spec.flag == "--help") {
+        if (!valid_flag_name(spec.flag) || spec.flag == "--help" || spec.flag == "--version") {
             throw std::logic_error("config schema: invalid flag \"" + printable(spec.flag) +
                                    "\" for " + spec.env);
         }
@@ -593,6 +593,7 @@ std::string ConfigSchema::help_text(std::string_view program, std::string_view s
         out += '\n';
     }
     out += "  --help, -h\n      Show this help and exit.\n";
+    out += "  --version\n      Print the version and exit.\n";
     return out;
 }
 
@@ -736,6 +737,10 @@ Config load_config(const ConfigSchema& schema, const ConfigInputs& inputs) {
             cfg.help_requested_ = true;
             continue;
         }
+        if (a == "--version") {
+            cfg.version_requested_ = true;
+            continue;
+        }
         if (a[1] != '-') {
             problems.push_back("unknown flag " + quoted(a) + " (short flags are not supported)");
             continue;
@@ -824,7 +829,7 @@ Config load_config(const ConfigSchema& schema, const ConfigInputs& inputs) {
         cfg.entries_.emplace(spec.env, std::move(entry));
     }
 
-    if (!problems.empty() && !cfg.help_requested_) {
+    if (!problems.empty() && !cfg.help_requested_ && !cfg.version_requested_) {
         throw ConfigError(std::move(problems));
     }
     return cfg;

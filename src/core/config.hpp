@@ -178,6 +178,7 @@ private:
 class Config {
 public:
     bool help_requested() const { return help_requested_; }
+    bool version_requested() const { return version_requested_; }
     const std::vector<std::string>& positional() const { return positional_; }
     // Non-fatal notes (unknown keys in .env under warn_unknown_prefix), for the caller to log.
     const std::vector<std::string>& warnings() const { return warnings_; }
@@ -210,6 +211,7 @@ private:
     std::vector<std::string> positional_;
     std::vector<std::string> warnings_;
     bool help_requested_ = false;
+    bool version_requested_ = false;
 };
 
 // Parses flags (`--flag value`, `--flag=value`, bare bool flags, `--help`/`-h`, `--` ends flags;

@@ -1,11 +1,15 @@
 #include "server/server_main.hpp"
 
 #include <boost/asio/post.hpp>
+#include <openssl/crypto.h>
+
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
 
 #include "admin/domain_cli.hpp"
 #include "core/config.hpp"
+#include "core/version.hpp"
+#include "proto/frame.hpp"
 #include "core/log.hpp"
 #include "registry/factory.hpp"
 #include "server/gateway.hpp"
@@ -142,6 +146,11 @@ int server_main(int argc, const char* const* argv) {
     } catch (const core::ConfigError& e) {
         std::cerr << "hopgate-server: configuration error:\n" << e.what() << "\n";
         return 1;
+    }
+    if (cfg.version_requested() && !cfg.help_requested()) {
+        std::cout << "hopgate-server " << core::version() << " (tunnel protocol " << proto::kProtocolVersion
+                  << ", " << OpenSSL_version(OPENSSL_VERSION) << ")\n";
+        return 0;
     }
     if (cfg.help_requested()) {
         std::cout << sch.help_text("hopgate-server",

@@ -2,7 +2,7 @@
 """End-to-end: the real hopgate-server and hopgate-client binaries on loopback with a local HTTP
 service, over each tunnel transport. Usage: e2e_gateway_test.py <bin-dir> <dtls|tls>.
 Every wait is bounded; the script exits non-zero on the first failed check."""
-import hashlib, http.client, http.server, json, os, sys
+import hashlib, http.client, http.server, json, os, re, subprocess, sys
 import threading, time
 
 from hg_e2e import Gateway, check
@@ -76,6 +76,12 @@ threading.Thread(target=local.serve_forever, daemon=True).start()
 gw = Gateway(BIN, "hopgate-e2e-", ADMIN_KEY)
 
 try:
+    for prog in ("hopgate-server", "hopgate-client"):
+        v = subprocess.run([os.path.join(BIN, prog), "--version"], capture_output=True, text=True, timeout=10)
+        check(v.returncode == 0 and re.fullmatch(prog + r" \d+\.\d+\.\d+ \(tunnel protocol 1, OpenSSL 3\.[^)]*\)\n",
+                                                  v.stdout) is not None, f"{prog} --version: {v.stdout.strip()}")
+        h = subprocess.run([os.path.join(BIN, prog), "--help"], capture_output=True, text=True, timeout=10)
+        check(h.returncode == 0 and "--version" in h.stdout, f"{prog} --help lists --version")
     server = gw.start_server(["--proxy-timeout", "2"], log_name="hopgate-server.log")
     ports, ctx, request, admin = gw.ports, gw.ctx, gw.request, gw.admin
 

@@ -162,6 +162,17 @@ TEST(Config, HelpSuppressesErrors) {
     EXPECT_TRUE(load_config(test_schema(), inputs({"-h"}, kTokenEnv)).help_requested());
 }
 
+// --version is reported to the caller and, like --help, suppresses validation errors; it is not
+// a schema flag.
+TEST(Config, VersionSuppressesErrors) {
+    const Config c = load_config(test_schema(), inputs({"--version"}, {}));
+    EXPECT_TRUE(c.version_requested());
+    EXPECT_FALSE(c.help_requested());
+    EXPECT_FALSE(load_config(test_schema(), inputs({}, kTokenEnv)).version_requested());
+    ConfigSchema s;
+    EXPECT_THROW(s.add({.env = "HOP_C", .flag = "--version", .help = "x"}), std::logic_error);
+}
+
 // Unknown long flags, short flags and a value-less flag at the end are all reported.
 TEST(Config, FlagErrors) {
     const auto p = problems_of(test_schema(),
@@ -384,7 +395,9 @@ TEST(Config, HelpTextGolden) {
               "  HOP_SERVER_ADMIN_TOKEN=<string>\n"
               "      Admin token. (required, secret)\n"
               "  --help, -h\n"
-              "      Show this help and exit.\n");
+              "      Show this help and exit.\n"
+              "  --version\n"
+              "      Print the version and exit.\n");
 }
 
 // Listen addresses: host:port, [v6]:port, :port, port 0 and 65535 accepted; to_string round-trips.
