@@ -11,6 +11,7 @@ PKGS=(
   nlohmann-json3-dev libsqlite3-dev libpq-dev
   postgresql
   python3 curl
+  systemd
   nginx wrk
   python3-websockets
   pebble
