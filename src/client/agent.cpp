@@ -148,7 +148,8 @@ void Agent::on_event(net::Tunnel& t, proto::Event& ev) {
                   : transient ? "server refused the tunnel for now"
                               : "server rejected the credentials",
                   {{"code", proto::wire_error_name(static_cast<proto::WireError>(ev.code))},
-                   {"reason", ev.reason}, {"by_peer", ev.by_peer}});
+                   {"reason", ev.reason}, {"by_peer", ev.by_peer},
+                   {"socket_moves", t.rebinds()}});
         if (tunnel_.get() == &t) {
             asio::post(io_, [keep = std::move(tunnel_)] {});
         }

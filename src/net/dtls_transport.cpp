@@ -779,20 +779,22 @@ public:
                  TunnelEvents* events, DialDone done)
         : Tunnel(TransportKind::kDtls, server.address().to_string() + ":" +
                                            std::to_string(server.port())),
-          sock_(io), engine_(std::move(engine)), opts_(std::move(opts)), done_(std::move(done)),
-          timer_(io), started_(core::steady_now()), to_(to_peer(server)), plain_(kBufSize),
+          sock_(io), server_(server), engine_(std::move(engine)), opts_(std::move(opts)),
+          done_(std::move(done)), timer_(io), started_(core::steady_now()),
+          to_(to_peer(server)), plain_(kBufSize),
           cipher_(kBufSize + kCidPrefixLen) {
         events_ = events;
-        sock_.open(server.protocol());
-        sock_.connect(server);
-        sock_.non_blocking(true);
-        size_socket(sock_.native_handle(), opts_.socket_buffer_bytes);
-        UdpReceiver::try_enable_gro(sock_.native_handle());
+        boost::system::error_code ec;
+        if (!open_socket(sock_, ec)) {
+            throw boost::system::system_error(ec);
+        }
         // Records go from OpenSSL's buffer straight into the send batch.
         engine_->set_sink(this);
     }
 
     ~ClientTunnel() override { engine_->set_sink(nullptr); }
+
+    std::uint64_t rebinds() const override { return rebinds_; }
     ClientTunnel(const ClientTunnel&) = delete;
     ClientTunnel& operator=(const ClientTunnel&) = delete;
 
@@ -826,6 +828,9 @@ public:
         }
         if (!tx_.flush(sock_.native_handle())) {
             wait_write();
+        }
+        if (const int err = tx_.take_error(); err != 0) {
+            on_send_error(err);
         }
         if (engine_->failed()) {
             fail("DTLS handshake failed: " + engine_->error());
@@ -894,12 +899,13 @@ private:
     // The pending read holds the tunnel alive while its socket is open (and is destroyed with
     // the io_context, so nothing leaks); closing the socket ends it.
     void wait_read() {
-        sock_.async_wait(udp::socket::wait_read,
-                         [self = shared_from_this()](const boost::system::error_code& ec) {
-                             if (!ec) {
-                                 static_cast<ClientTunnel*>(self.get())->on_readable();
-                             }
-                         });
+        sock_.async_wait(udp::socket::wait_read, [self = shared_from_this(), gen = sock_gen_](
+                                                     const boost::system::error_code& ec) {
+            auto* c = static_cast<ClientTunnel*>(self.get());
+            if (!ec && gen == c->sock_gen_) {  // not for a socket replaced by rebind()
+                c->on_readable();
+            }
+        });
     }
 
     void wait_write() {
@@ -908,12 +914,16 @@ private:
         }
         write_waiting_ = true;
         std::weak_ptr<Tunnel> weak = shared_from_this();
-        sock_.async_wait(udp::socket::wait_write, [weak](const boost::system::error_code& ec) {
+        sock_.async_wait(udp::socket::wait_write, [weak, gen = sock_gen_](
+                                                      const boost::system::error_code& ec) {
             auto self = weak.lock();
             if (!self || ec) {
                 return;
             }
             auto* c = static_cast<ClientTunnel*>(self.get());
+            if (gen != c->sock_gen_) {
+                return;  // rebind() replaced the socket and reset the write state
+            }
             c->write_waiting_ = false;
             c->tx_blocked_ = false;
             c->flush();
@@ -937,6 +947,7 @@ private:
             }
             // One clock read per batch: they all arrived by now.
             const Instant now = core::steady_now();
+            last_rx_ = now;
             for (const auto& d : batch) {
                 on_datagram(d.data, now);
             }
@@ -994,8 +1005,77 @@ private:
             if (auto n = conn_->next_timeout(); n && *n <= now) {
                 conn_->on_timeout(now);
             }
+            if (path_silent(now)) {
+                (void)rebind(now);
+            }
         }
         flush();
+    }
+
+    // ---- moving to a fresh socket (client-side migration, docs/protocol.md §14.2)
+    //
+    // A connected UDP socket keeps the source address and port it got at connect(): after the
+    // host's address changes (another network), or when a middlebox drops the flow's state and
+    // blackholes it, its datagrams go nowhere for good. Waiting for the idle timeout and a new
+    // handshake would cut every request in flight. Instead the tunnel opens a fresh socket (new
+    // port, new route and source address) and carries on: the server finds the session by its
+    // connection ID and adopts the new address after path validation, as for a NAT rebinding.
+
+    bool open_socket(udp::socket& s, boost::system::error_code& ec) const {
+        s.open(server_.protocol(), ec);
+        if (!ec) {
+            s.connect(server_, ec);
+        }
+        if (!ec) {
+            s.non_blocking(true, ec);
+        }
+        if (ec) {
+            return false;
+        }
+        size_socket(s.native_handle(), opts_.socket_buffer_bytes);
+        UdpReceiver::try_enable_gro(s.native_handle());
+        return true;
+    }
+
+    // Nothing received for `client_rebind_after` while packets await acknowledgement.
+    bool path_silent(Instant now) const {
+        if (opts_.client_rebind_after.count() <= 0 || cid_ == 0 || !conn_->is_established() ||
+            conn_->is_closing()) {
+            return false;
+        }
+        const Instant since = std::max(last_rx_, last_rebind_);
+        return now - since >= opts_.client_rebind_after && conn_->stats().bytes_in_flight > 0;
+    }
+
+    // The local address is gone or has no route: a fresh socket gets a new one (at most one
+    // move per second for these).
+    void on_send_error(int err) {
+        if ((err == EADDRNOTAVAIL || err == ENETUNREACH || err == EHOSTUNREACH ||
+             err == ENETDOWN) &&
+            conn_ && cid_ != 0 && conn_->is_established() && !conn_->is_closing()) {
+            const Instant now = core::steady_now();
+            if (now - last_rebind_ >= std::chrono::seconds(1)) {
+                (void)rebind(now);
+            }
+        }
+    }
+
+    bool rebind(Instant now) {
+        udp::socket fresh(sock_.get_executor());
+        boost::system::error_code ec;
+        if (!open_socket(fresh, ec)) {
+            return false;  // keep the old one; the idle timeout still bounds a dead path
+        }
+        sock_.close(ec);  // its pending waits complete with an error (and a stale generation)
+        sock_ = std::move(fresh);
+        ++sock_gen_;
+        write_waiting_ = false;
+        tx_blocked_ = false;
+        last_rebind_ = now;
+        ++rebinds_;
+        conn_->ping();  // something to send at once on the new path
+        wait_read();
+        return true;
     }
 
     void fail(const std::string& why) {
@@ -1021,6 +1101,11 @@ private:
     }
 
     udp::socket sock_;
+    udp::endpoint server_;
+    std::uint64_t sock_gen_ = 0;  // bumped by rebind(); stale socket waits compare it
+    Instant last_rx_ = core::steady_now();
+    Instant last_rebind_{};
+    std::uint64_t rebinds_ = 0;
     std::unique_ptr<tls::DtlsEngine> engine_;
     TransportOptions opts_;
     DialDone done_;

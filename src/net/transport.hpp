@@ -39,6 +39,10 @@ struct TransportOptions {
     std::size_t max_half_open = 1024;             // DTLS handshakes in progress
     std::size_t tcp_write_high_water = 512 * 1024;  // stop pulling from the connection above this
     int socket_buffer_bytes = 4 * 1024 * 1024;
+    // DTLS client: nothing received for this long while packets await acknowledgement (or the
+    // local address is gone) -> continue on a fresh UDP socket; the server follows by connection
+    // ID after path validation (docs/protocol.md §14.2). Zero disables.
+    core::Duration client_rebind_after = std::chrono::seconds(3);
 };
 
 struct ServerStats {

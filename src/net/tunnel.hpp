@@ -46,6 +46,9 @@ public:
     virtual void abort() = 0;
     // True once the transport is finished (socket released, no more events).
     bool closed() const { return closed_; }
+    // Times a DTLS client tunnel moved to a fresh local socket because its path went silent or
+    // its address went away (TransportOptions::client_rebind_after); 0 for other tunnels.
+    virtual std::uint64_t rebinds() const { return 0; }
 
 protected:
     Tunnel(TransportKind kind, std::string peer) : kind_(kind), peer_(std::move(peer)) {}

@@ -181,6 +181,7 @@ bool UdpSender::flush(int fd) {
                 gso_ = false;  // the kernel or device refuses GSO: send one by one from now on
                 continue;
             }
+            error_ = errno;
             clear();  // e.g. ECONNREFUSED from ICMP: UDP semantics, drop
             return true;
         }
@@ -192,6 +193,9 @@ bool UdpSender::flush(int fd) {
                    reinterpret_cast<const sockaddr*>(&to_.addr), to_.len);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
             return false;
+        }
+        if (r < 0) {
+            error_ = errno;  // dropped, as above
         }
         if (++sent_segments_ * seg_size_ >= total_) {
             clear();

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace hopgate::net {
@@ -71,6 +72,9 @@ public:
     // Sends everything queued. Returns false if it would block (the rest stays queued).
     bool flush(int fd);
     bool empty() const { return count_ == 0; }
+    // The errno of the last datagrams dropped on a hard send error (UDP semantics: they are
+    // not retried), then 0 until the next one.
+    int take_error() { return std::exchange(error_, 0); }
     bool gso_enabled() const { return gso_; }
     std::uint64_t syscalls() const { return syscalls_; }
 
@@ -88,6 +92,7 @@ private:
     PeerAddr to_{};
     bool gso_ = true;
     std::uint64_t syscalls_ = 0;
+    int error_ = 0;
 };
 
 }  // namespace hopgate::net

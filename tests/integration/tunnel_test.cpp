@@ -8,6 +8,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "core/random.hpp"
 #include "tls/dtls_engine.hpp"
@@ -234,6 +235,7 @@ struct SpoofRelay {
     udp::socket front, a, b;
     udp::endpoint server, client;
     bool via_b = false;
+    std::optional<udp::endpoint> blackholed;  // a client address whose flow is dead both ways
     std::uint64_t from_b = 0;                // bytes the server received from b
     std::uint64_t to_b = 0;                  // bytes the server sent to b
     std::uint64_t max_to_b_over_from_b = 0;  // worst excess of to_b over 3 * from_b
@@ -263,6 +265,10 @@ struct SpoofRelay {
                 if (ec) {
                     return;
                 }
+                if (blackholed && src_f == *blackholed) {
+                    read_front();  // dropped, as by a middlebox that lost the flow
+                    return;
+                }
                 client = src_f;
                 boost::system::error_code e2;
                 (via_b ? b : a).send_to(boost::asio::buffer(buf_f.data(), n), server, 0, e2);
@@ -279,7 +285,10 @@ struct SpoofRelay {
                                      return;
                                  }
                                  boost::system::error_code e2;
-                                 front.send_to(boost::asio::buffer(buf_a.data(), n), client, 0, e2);
+                                 if (!(blackholed && client == *blackholed)) {
+                                     front.send_to(boost::asio::buffer(buf_a.data(), n), client,
+                                                   0, e2);
+                                 }
                                  read_a();
                              });
     }
@@ -381,6 +390,37 @@ TEST(Tunnel, ValidatedAddressIsAdopted) {
     std::printf("[ net ] adopted after %llu failed validation rounds\n",
                 static_cast<unsigned long long>(st.path_validations_failed));
     EXPECT_GE(st.path_challenges, 1u);
+}
+
+// The client's flow dies for good mid-transfer (its address changed, or a middlebox dropped the
+// flow's state): after `client_rebind_after` of silence the client continues on a fresh socket,
+// the same session and streams carry on, and no new handshake happens. Without the move the
+// transfer would stall until the idle timeout closed the tunnel.
+TEST(Tunnel, ClientMovesToAFreshSocketWhenItsPathDies) {
+    RelayedTransfer x(8 << 20);
+    ASSERT_TRUE(x.t) << x.err;
+    auto& h = x.h;
+    auto& relay = x.relay;
+    auto& client = x.client;
+    ASSERT_TRUE(h.run_until([&] { return client.received() > (1u << 20); }, 30));
+    const auto handshakes = h.dtls->stats().handshakes_ok;
+    EXPECT_EQ(x.t->rebinds(), 0u);
+    relay.blackholed = relay.client;
+    const auto cut = std::chrono::steady_clock::now();
+    ASSERT_TRUE(h.run_until([&] { return x.t->rebinds() > 0; }, 15));
+    const double after =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - cut).count();
+    EXPECT_TRUE(h.run_until([&] { return client.done() && h.server_app.done(); }, 60));
+    EXPECT_EQ(client.error(), "");
+    EXPECT_EQ(h.server_app.error(), "");
+    EXPECT_FALSE(x.t->closed());
+    EXPECT_NE(relay.client, *relay.blackholed);  // the relay now hears a new client port
+    EXPECT_EQ(x.t->rebinds(), 1u);
+    EXPECT_EQ(h.dtls->stats().handshakes_ok, handshakes);  // same session, no new handshake
+    std::printf("[ net ] client moved to a fresh socket %.1f s after its path died\n", after);
+    // 3 s of silence, checked when a probe timer fires.
+    EXPECT_GE(after, 2.5);
+    EXPECT_LT(after, 10.0);
 }
 
 #ifdef HG_IMPAIR_BIN
