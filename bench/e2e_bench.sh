@@ -16,6 +16,11 @@
 # Env: HG_E2E_HOLD=1 starts everything, prints the endpoints and waits (for profiling).
 #      HG_E2E_DURATION (s per loaded wrk run, default 10), HG_E2E_CONNS (default 64),
 #      HG_E2E_PERF=DIR records a perf profile of the proxy processes of each loaded run into DIR.
+#      HG_E2E_PATHS (default "direct nginx dtls tls"; the ratios need nginx), HG_E2E_DOWNLOAD=0
+#      skips the 100 MiB downloads (for quicker per-request runs).
+#      HG_E2E_ACCESS_LOG=on|off (default on): on, the nginx proxy writes one JSON access-log line
+#      per request to a file, as HopGate's server and client do (into their log files); off, neither
+#      logs requests (nginx `access_log off`, HopGate `--log-level warn`).
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -25,6 +30,14 @@ fi
 bin=$(cd "$1" && pwd)/bin
 DUR=${HG_E2E_DURATION:-10}
 CONNS=${HG_E2E_CONNS:-64}
+ACCESS_LOG=${HG_E2E_ACCESS_LOG:-on}
+PATHS=${HG_E2E_PATHS:-direct nginx dtls tls}
+DOWNLOAD=${HG_E2E_DOWNLOAD:-1}
+case "$ACCESS_LOG" in
+  on) HG_LOG_LEVEL=info ;;
+  off) HG_LOG_LEVEL=warn ;;
+  *) echo "e2e_bench: HG_E2E_ACCESS_LOG must be on or off" >&2; exit 2 ;;
+esac
 for tool in nginx wrk curl openssl python3; do
   command -v "$tool" > /dev/null || [ -x "/usr/sbin/$tool" ] || {
     echo "e2e_bench: $tool not found (scripts/install-deps.sh installs it)" >&2; exit 1; }
@@ -73,10 +86,22 @@ http {
 }
 EOF
 sed -i "s|ERR|$work/origin/error.log|" "$work/origin/nginx.conf"
+if [ "$ACCESS_LOG" = on ]; then
+  # The fields of HopGate's access-log line, one JSON line per request, one write(2) each.
+  proxy_log="log_format hg escape=json '{\"ts\":\"\$time_iso8601\",\"level\":\"info\",'
+    '\"msg\":\"request\",\"component\":\"access\",\"request_id\":\"\$request_id\",'
+    '\"method\":\"\$request_method\",\"host\":\"\$host\",\"path\":\"\$uri\",'
+    '\"status\":\$status,\"bytes_in\":\$request_length,\"bytes_out\":\$bytes_sent,'
+    '\"duration_ms\":\$request_time,\"remote_addr\":\"\$remote_addr\",\"transport\":\"https\"}';
+  access_log $work/proxy/access.log hg;"
+else
+  proxy_log="access_log off;"
+fi
 cat > "$work/proxy/nginx.conf" <<EOF
 ${common//PID/$work/proxy/nginx.pid}
 http {
-  access_log off; keepalive_requests 1000000;
+  $proxy_log
+  keepalive_requests 1000000;
   client_body_temp_path $work/proxy/body; proxy_temp_path $work/proxy/proxy;
   fastcgi_temp_path $work/proxy/fcgi; uwsgi_temp_path $work/proxy/uwsgi;
   scgi_temp_path $work/proxy/scgi;
@@ -103,7 +128,7 @@ nginx_proxy=$!
 # --- HopGate server and one client per transport -----------------------------------------
 ( cd "$work" && exec "$bin/hopgate-server" --http-listen 127.0.0.1:0 --https-listen 127.0.0.1:0 \
     --dtls-listen 127.0.0.1:0 --tunnel-listen 127.0.0.1:0 --admin-api-key "$ADMIN_KEY" \
-    --db-dsn "sqlite://$work/hg.db" --cert-dir "$work" ) \
+    --db-dsn "sqlite://$work/hg.db" --cert-dir "$work" --log-level "$HG_LOG_LEVEL" ) \
   > "$work/server.out" 2> "$work/server.log" &
 pids+=($!)
 server=$!
@@ -124,7 +149,7 @@ for t in dtls tls; do
   key=$(register "$t.$DOMAIN")
   "$bin/hopgate-client" --server-addr "127.0.0.1:$DTLS" --server-tls-port "$TUNNEL" \
     --server-name localhost --ca-file "$CERT" --domain "$t.$DOMAIN" --api-key "$key" \
-    --transport "$t" --local-target "127.0.0.1:$ORIGIN" > /dev/null 2> "$work/client-$t.log" &
+    --transport "$t" --local-target "127.0.0.1:$ORIGIN" --log-level "$HG_LOG_LEVEL" > /dev/null 2> "$work/client-$t.log" &
   pids+=($!)
   client_pid[$t]=$!
 done
@@ -173,7 +198,8 @@ to_ms() {  # wrk latency like 1.23ms / 456.00us / 1.01s -> milliseconds
 HZ=$(getconf CLK_TCK)
 
 declare -A rps p50 p99 u50 u99 cpu mbs
-for p in direct nginx dtls tls; do
+rps[nginx]=0 cpu[nginx]=- u50[nginx]=0
+for p in $PATHS; do
   echo "e2e_bench: $p ..." >&2
   # shellcheck disable=SC2086  # the pid list is split on purpose
   before=$(cpu_ticks ${procs[$p]})
@@ -206,7 +232,7 @@ for p in direct nginx dtls tls; do
   u50[$p]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<< "$out")")
   u99[$p]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<< "$out")")
   best=0
-  for _ in 1 2 3; do
+  for _ in $( [ "$DOWNLOAD" = 0 ] || echo 1 2 3); do
     s=$(curl -sk -o /dev/null -w '%{speed_download} %{size_download}' -H "Host: ${host[$p]}" \
       "${url[$p]}/big")
     if [ "${s#* }" != $((100 << 20)) ]; then
@@ -223,7 +249,8 @@ ratio() {
     'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
 }
 echo
-echo "End-to-end on loopback, $(nproc) cores, ${DUR} s per loaded run, $CONNS connections (wrk -t 1)."
+echo "End-to-end on loopback, $(nproc) cores, ${DUR} s per loaded run, $CONNS connections (wrk -t 1),"
+echo "access logs $ACCESS_LOG (nginx proxy and HopGate alike), load average $(cut -d' ' -f1-3 /proc/loadavg)."
 echo "small = $(wc -c < "$work/www/small")-byte response; p50@1/p99@1 = 1 connection (unloaded);"
 echo "cpu = CPU µs per request of the proxy processes during the loaded run"
 echo "(nginx: the proxy nginx; HopGate: server + client); ratios are HopGate / nginx."
@@ -232,7 +259,7 @@ printf '| %-7s | %9s | %8s | %8s | %9s | %9s | %7s | %7s | %8s | %8s | %8s |\n' 
   path 'req/s' 'p50 ms' 'p99 ms' 'p50@1 ms' 'p99@1 ms' 'cpu µs' 'MB/s' 'req/s ×' 'cpu ×' 'p50@1 ×'
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' --------- ----------: ---------: ---------: \
   ----------: ----------: --------: --------: ---------: ---------: ---------:
-for p in direct nginx dtls tls; do
+for p in $PATHS; do
   printf '| %-7s | %9.0f | %8s | %8s | %9s | %9s | %7s | %7s | %8s | %8s | %8s |\n' "$p" "${rps[$p]}" \
     "${p50[$p]}" "${p99[$p]}" "${u50[$p]}" "${u99[$p]}" "${cpu[$p]}" "${mbs[$p]}" \
     "$(ratio "${rps[$p]}" "${rps[nginx]}")" "$(ratio "${cpu[$p]}" "${cpu[nginx]}")" \

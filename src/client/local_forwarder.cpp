@@ -1121,8 +1121,9 @@ void LocalForwarder::on_tunnel_event(net::Tunnel& tunnel, proto::Event& ev) {
 }
 
 void LocalForwarder::start_exchange(net::Tunnel& tunnel, proto::Event& ev) {
-    auto ex = std::make_shared<Exchange>(*this, tunnel.shared_from_this(), ev.stream,
-                                         std::move(*ev.meta));
+    auto ex = std::allocate_shared<Exchange>(core::RecyclingAllocator<Exchange>(exchange_memory_),
+                                             *this, tunnel.shared_from_this(), ev.stream,
+                                             std::move(*ev.meta));
     exchanges_[Key(&tunnel, ev.stream)] = ex;
     ex->start();
 }

@@ -42,6 +42,7 @@
 #include "client/local_pool.hpp"
 #include "client/stream_codes.hpp"
 #include "core/log.hpp"
+#include "core/recycling_allocator.hpp"
 #include "net/tunnel.hpp"
 
 namespace hopgate::client {
@@ -128,6 +129,9 @@ private:
     std::uint64_t deadline_gen_ = 0;
     std::shared_ptr<LocalPool> pool_;
     std::shared_ptr<SpareBlocks> spare_;
+    // Memory of finished exchanges (one object and control block each), for the next ones.
+    std::shared_ptr<core::BlockRecycler> exchange_memory_ =
+        std::make_shared<core::BlockRecycler>(64);
     std::map<Key, std::shared_ptr<Exchange>> exchanges_;
     std::set<const net::Tunnel*> flush_pending_;
     int in_event_ = 0;                           // depth of on_tunnel_event calls

@@ -1,5 +1,6 @@
 #include "core/log.hpp"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -44,6 +45,15 @@ namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
 constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// Bytes that appear in a JSON string as themselves: printable ASCII except '"' and '\\'.
+constexpr auto kPlainJson = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 0x7f; ++c) {
+        t[static_cast<std::size_t>(c)] = c != '"' && c != '\\';
+    }
+    return t;
+}();
 
 bool is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
 
@@ -120,10 +130,29 @@ void append_padded(std::string& out, long v, int width) {
 }  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
-    out += '"';
+    // Fast path: printable ASCII other than '"' and '\\' (nearly all log text) is copied as is
+    // into room made for the whole string; the first other byte hands over to the loop below.
+    const std::size_t start = out.size();
+    out.resize(start + s.size() + 2);
+    char* p = out.data() + start;
+    *p++ = '"';
     std::size_t i = 0;
+    while (i < s.size() && kPlainJson[static_cast<unsigned char>(s[i])]) {
+        p[i] = s[i];
+        ++i;
+    }
+    if (i == s.size()) {
+        p[i] = '"';
+        return;
+    }
+    out.resize(start + 1 + i);
     while (i < s.size()) {
         const auto c = static_cast<unsigned char>(s[i]);
+        if (kPlainJson[c]) {
+            out += static_cast<char>(c);
+            ++i;
+            continue;
+        }
         if (c < 0x80) {
             switch (c) {
                 case '"': out += "\\\""; break;
@@ -160,7 +189,7 @@ void append_json_string(std::string& out, std::string_view s) {
 
 namespace {
 
-void append_rfc3339_ms(std::string& out, std::chrono::system_clock::time_point t) {
+void append_rfc3339_ms_uncached(std::string& out, std::chrono::system_clock::time_point t) {
     using namespace std::chrono;
     // floor, not time_point_cast: the latter rounds toward zero for instants before 1970.
     const auto ms_floor = floor<milliseconds>(t);
@@ -180,6 +209,34 @@ void append_rfc3339_ms(std::string& out, std::chrono::system_clock::time_point t
     append_padded(out, static_cast<long>(hms.seconds().count()), 2);
     out += '.';
     append_padded(out, static_cast<long>(hms.subseconds().count()), 3);
+    out += 'Z';
+}
+
+// The calendar arithmetic costs more than the rest of a log line: the text up to the seconds
+// is kept per thread and reused while the second is the same.
+void append_rfc3339_ms(std::string& out, std::chrono::system_clock::time_point t) {
+    using namespace std::chrono;
+    constexpr std::size_t kUpToSeconds = 19;  // "YYYY-MM-DDTHH:MM:SS"
+    thread_local sys_seconds cached_second{seconds::min()};
+    thread_local std::string cached;
+    const auto ms_floor = floor<milliseconds>(t);
+    const auto second = floor<seconds>(ms_floor);
+    if (second != cached_second || cached.size() != kUpToSeconds) {
+        std::string full;
+        append_rfc3339_ms_uncached(full, t);
+        if (full.size() != kUpToSeconds + 5) {  // a year outside 0000-9999: no caching
+            out += full;
+            return;
+        }
+        cached.assign(full, 0, kUpToSeconds);
+        cached_second = second;
+    }
+    out += cached;
+    out += '.';
+    const auto ms = static_cast<unsigned>((ms_floor - second).count());
+    out += static_cast<char>('0' + ms / 100);
+    out += static_cast<char>('0' + ms / 10 % 10);
+    out += static_cast<char>('0' + ms % 10);
     out += 'Z';
 }
 
@@ -208,7 +265,14 @@ std::string format_log_line(std::chrono::system_clock::time_point ts, LogLevel l
                             std::string_view component, std::string_view msg,
                             std::span<const LogField> fields) {
     std::string out;
-    out.reserve(96 + msg.size() + 24 * fields.size());
+    append_log_line(out, ts, level, component, msg, fields);
+    return out;
+}
+
+void append_log_line(std::string& out, std::chrono::system_clock::time_point ts, LogLevel level,
+                     std::string_view component, std::string_view msg,
+                     std::span<const LogField> fields) {
+    out.reserve(out.size() + 96 + msg.size() + 24 * fields.size());
     out += "{\"ts\":\"";
     append_rfc3339_ms(out, ts);
     out += "\",\"level\":\"";
@@ -222,7 +286,6 @@ std::string format_log_line(std::chrono::system_clock::time_point ts, LogLevel l
         f.append_to(out);
     }
     out += "}\n";
-    return out;
 }
 
 LogSink stderr_sink() {
@@ -289,8 +352,28 @@ void LogOutput::flush_locked() {
 }
 
 void Logger::emit(LogLevel level, std::string_view msg, std::span<const LogField> fields) const {
-    const std::string line = format_log_line(out_->now(), level, component_, msg, fields);
-    out_->write(line, level >= LogLevel::kWarn);
+    // Formatted into a per-thread buffer that keeps its capacity: no allocation per line. A
+    // line logged from inside the write (a sink that logs) gets a buffer of its own.
+    thread_local std::string buffer;
+    thread_local bool busy = false;
+    if (busy) {
+        const std::string line = format_log_line(out_->now(), level, component_, msg, fields);
+        out_->write(line, level >= LogLevel::kWarn);
+        return;
+    }
+    busy = true;
+    buffer.clear();
+    append_log_line(buffer, out_->now(), level, component_, msg, fields);
+    try {
+        out_->write(buffer, level >= LogLevel::kWarn);
+    } catch (...) {
+        busy = false;
+        throw;
+    }
+    busy = false;
+    if (buffer.capacity() > 64 * 1024) {
+        buffer = std::string();  // a huge line does not pin its buffer
+    }
 }
 
 }  // namespace hopgate::core

@@ -103,6 +103,10 @@ LogSink stderr_sink();
 std::string format_log_line(std::chrono::system_clock::time_point ts, LogLevel level,
                             std::string_view component, std::string_view msg,
                             std::span<const LogField> fields);
+// The same, appended to `out`.
+void append_log_line(std::string& out, std::chrono::system_clock::time_point ts, LogLevel level,
+                     std::string_view component, std::string_view msg,
+                     std::span<const LogField> fields);
 
 // Shared destination of many Loggers: threshold, sink, clock and the write mutex.
 // Sink and clock are fixed at construction; the threshold can change at any time.

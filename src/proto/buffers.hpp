@@ -99,6 +99,17 @@ public:
             blocks_.erase(blocks_.begin());
         }
     }
+    // Empty again at offset 0, for a new stream: keeps the first block when it is a small one
+    // (kMinBlock), so the new stream's first writes allocate nothing.
+    void recycle() {
+        if (!blocks_.empty() && blocks_.front().cap == kMinBlock) {
+            blocks_.erase(blocks_.begin() + 1, blocks_.end());
+        } else {
+            blocks_.clear();
+        }
+        head_ = tail_used_ = size_ = 0;
+        base_ = 0;
+    }
     // Discards everything (stream reset); offsets continue from `new_base`.
     void discard(std::uint64_t new_base) {
         blocks_.clear();
@@ -205,6 +216,17 @@ public:
         have_.clear();
     }
     std::size_t allocated() const { return data_.size() - head_; }
+    // Empty again at offset 0, for a new stream; keeps up to kRecycledBytes of capacity.
+    void recycle() {
+        static constexpr std::size_t kRecycledBytes = 1024;
+        if (data_.capacity() > kRecycledBytes) {
+            data_ = {};
+        }
+        data_.clear();
+        head_ = 0;
+        base_ = 0;
+        have_.clear();
+    }
 
 private:
     // Bytes between received ranges are never read, so growing needs no zero-fill.

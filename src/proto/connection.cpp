@@ -117,6 +117,18 @@ struct Stream {
     bool readable_outstanding = false;
     bool in_ctrl_queue = false;
 
+    // Back to the state of a new stream, keeping the buffers' small allocations (see
+    // Connection::Impl::spare_streams).
+    void recycle() {
+        SendBuffer s = std::move(sbuf);
+        RecvBuffer r = std::move(rbuf);
+        *this = Stream{};
+        sbuf = std::move(s);
+        sbuf.recycle();
+        rbuf = std::move(r);
+        rbuf.recycle();
+    }
+
     bool send_done() const {
         if (reset) {
             return reset_acked;
@@ -220,6 +232,9 @@ std::string validate(const ConnectionConfig& c) {
     return {};
 }
 
+// Event slots kept allocated once the queue is empty (~330 bytes each).
+constexpr std::size_t kKeptEvents = 256;
+
 struct Connection::Impl {
     ConnectionConfig cfg;
     State state = State::kHandshake;
@@ -227,7 +242,10 @@ struct Connection::Impl {
     Instant now_{};
     Instant created{};
     ConnectionStats stats;
-    std::deque<Event> events;
+    // Pending events: [events_head, events.size()). A vector reused in place rather than a deque:
+    // an Event is larger than a deque node, so a deque allocated one node per event.
+    std::vector<Event> events;
+    std::size_t events_head = 0;
 
     TransportParams local_params;
     TransportParams peer_params;
@@ -248,6 +266,10 @@ struct Connection::Impl {
 
     // Streams.
     std::unordered_map<StreamId, Stream> streams;
+    // Map nodes of freed streams, recycled by create_stream (a short request/response stream
+    // then allocates no node, no first send block and no receive buffer). Bounded.
+    static constexpr std::size_t kSpareStreams = 32;
+    std::vector<std::unordered_map<StreamId, Stream>::node_type> spare_streams;
     // find()'s last hit: ACKs and packets mostly name the same stream over and over. Map nodes
     // do not move on insert or rehash; erase and clear reset it.
     StreamId found_id = 0;
@@ -438,7 +460,17 @@ struct Connection::Impl {
         return std::min(local, peer);
     }
 
-    void push_event(Event e) { events.push_back(std::move(e)); }
+    void push_event(Event e) {
+        if (events_head > 0 && events_head == events.size()) {
+            events.clear();  // all polled: start over, keeping the capacity
+            events_head = 0;
+        } else if (events_head >= 64 && events_head * 2 >= events.size()) {
+            // Polled as fast as pushed but never empty: drop the polled prefix.
+            events.erase(events.begin(), events.begin() + static_cast<std::ptrdiff_t>(events_head));
+            events_head = 0;
+        }
+        events.push_back(std::move(e));
+    }
 
     // Keepalive often enough for the smaller of the two idle timeouts. While streams are open
     // the interval shrinks to max(3 PTO, 500 ms): a pure receiver (which sends only ACKs) then
@@ -528,6 +560,12 @@ struct Connection::Impl {
 
     // ------------------------------------------------------------------ streams: creation
     Stream& create_stream(StreamId id, bool local) {
+        if (!spare_streams.empty() && !streams.contains(id)) {
+            auto node = std::move(spare_streams.back());
+            spare_streams.pop_back();
+            node.key() = id;
+            streams.insert(std::move(node));
+        }
         Stream& s = streams[id];
         s.id = id;
         s.local = local;
@@ -628,7 +666,11 @@ struct Connection::Impl {
         }
         const bool known_to_app = local || s.meta_parsed;
         found = nullptr;
-        streams.erase(id);
+        auto node = streams.extract(id);
+        if (spare_streams.size() < kSpareStreams) {
+            node.mapped().recycle();
+            spare_streams.push_back(std::move(node));
+        }
         if (known_to_app) {
             // A peer stream reset before its head arrived was never announced; stay silent.
             Event e;
@@ -2301,11 +2343,19 @@ std::size_t Connection::write_stream_bytes(std::span<std::uint8_t> out, Instant 
 std::optional<Instant> Connection::next_timeout() const { return impl_->next_timeout(); }
 
 bool Connection::poll_event(Event& out) {
-    if (impl_->events.empty()) {
+    auto& m = *impl_;
+    if (m.events_head == m.events.size()) {
         return false;
     }
-    out = std::move(impl_->events.front());
-    impl_->events.pop_front();
+    out = std::move(m.events[m.events_head++]);
+    if (m.events_head == m.events.size()) {
+        // Keep the capacity for the next events, unless a burst left it large.
+        if (m.events.capacity() > kKeptEvents) {
+            m.events = {};
+        }
+        m.events.clear();
+        m.events_head = 0;
+    }
     return true;
 }
 

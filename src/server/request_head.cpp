@@ -33,7 +33,7 @@ proto::StreamMeta request_head(const http::request<http::buffer_body>& req,
     m.target = std::string(req.target());
     m.request_id = request_id;
     m.headers = hopgate::http::from_beast(req.base());
-    hopgate::http::remove_hop_by_hop(m.headers, upgrade);
+    // Drops the hop-by-hop headers itself (keeping Upgrade when `upgrade`: same test).
     hopgate::http::rewrite_request_headers(m.headers, {remote_ip, "https", request_id});
     return m;
 }
@@ -60,8 +60,7 @@ void fill_response_headers(http::response<http::buffer_body>& res,
         fwd.hsts = hsts;
     }
     fwd.upgrade = upgrade;
-    hopgate::http::remove_hop_by_hop(headers, fwd.upgrade);
-    hopgate::http::rewrite_response_headers(headers, fwd);
+    hopgate::http::rewrite_response_headers(headers, fwd);  // drops the hop-by-hop headers too
     hopgate::http::to_beast(headers, res.base());
     if (!request_id.empty()) {
         res.set("X-Request-Id", request_id);

@@ -131,6 +131,32 @@ TEST(Log, Rfc3339Timestamps) {
               "1969-12-31T23:59:59.999Z");
 }
 
+// The per-thread cache of the text up to the seconds: same second, next second, back in time,
+// another day, all formatted as without it.
+TEST(Log, Rfc3339CachedSecondIsReusedOnlyWithinTheSecond) {
+    using namespace std::chrono;
+    const auto t = fixed_time();
+    EXPECT_EQ(format_rfc3339_ms(t), "2026-11-22T19:30:00.123Z");
+    EXPECT_EQ(format_rfc3339_ms(t + milliseconds(876)), "2026-11-22T19:30:00.999Z");
+    EXPECT_EQ(format_rfc3339_ms(t + milliseconds(877)), "2026-11-22T19:30:01.000Z");
+    EXPECT_EQ(format_rfc3339_ms(t - milliseconds(124)), "2026-11-22T19:29:59.999Z");
+    EXPECT_EQ(format_rfc3339_ms(t + days(40) + milliseconds(7)), "2027-01-01T19:30:00.130Z");
+    EXPECT_EQ(format_rfc3339_ms(t + milliseconds(5)), "2026-11-22T19:30:00.128Z");
+}
+
+// Plain runs and escapes mixed, at the start, middle and end of a string.
+TEST(Log, JsonStringPlainRunsAroundEscapes) {
+    EXPECT_EQ(json(""), "\"\"");
+    EXPECT_EQ(json("plain text /path?q=1"), "\"plain text /path?q=1\"");
+    EXPECT_EQ(json("\"a"), "\"\\\"a\"");
+    EXPECT_EQ(json("a\\b\nc"), "\"a\\\\b\\nc\"");
+    EXPECT_EQ(json("ab\x01"), "\"ab\\u0001\"");
+    EXPECT_EQ(json("caf\xC3\xA9 ok\x7f"), "\"caf\xC3\xA9 ok\x7f\"");
+    std::string out = "prefix,";
+    append_json_string(out, "x\ty");
+    EXPECT_EQ(out, "prefix,\"x\\ty\"");
+}
+
 // Levels below the threshold neither format nor read the clock nor call the sink.
 TEST(Log, ThresholdFilters) {
     Capture cap;
