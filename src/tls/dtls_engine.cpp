@@ -226,6 +226,9 @@ void DtlsEngine::on_handshake_complete() {
         if (records_ && records_->kOverhead != overhead_) {
             records_.reset();  // not the AES-GCM layout assumed by record_overhead()
         }
+        if (records_) {
+            seal_buf_.resize(kMaxPlaintext + DtlsRecords::kOverhead);
+        }
     }
 }
 
@@ -399,9 +402,6 @@ core::Status DtlsEngine::write(std::span<const std::uint8_t> plaintext) {
         return Errc::kWouldBlock;
     }
     if (records_ && seal_own_) {
-        if (seal_buf_.size() < plaintext.size() + DtlsRecords::kOverhead) {
-            seal_buf_.resize(kMaxPlaintext + DtlsRecords::kOverhead);
-        }
         const std::size_t m = records_->seal(plaintext, seal_buf_);
         if (m > 0) {
             // As the BIO does: the sink takes it when nothing is queued before it.
@@ -473,6 +473,21 @@ void DtlsEngine::close_notify() {
     }
     closed_ = true;
     if (done_ && !failed_) {
+        if (records_ && seal_own_) {
+            // Sealed here so that its sequence number follows our records: OpenSSL's would lie
+            // below the window of a peer whose OpenSSL opened them.
+            static constexpr std::uint8_t kCloseNotify[2] = {1, 0};  // warning, close_notify
+            if (const std::size_t m =
+                    records_->seal(kCloseNotify, seal_buf_, DtlsRecords::kAlert)) {
+                const std::span<const std::uint8_t> d(seal_buf_.data(), m);
+                DatagramSink* sink = bio_state_.sink;
+                if (!(sink != nullptr && out_.empty() && sink->accept(d)) && !out_.push(d)) {
+                    ++bio_state_.dropped_writes;
+                }
+                SSL_set_shutdown(ssl_.get(), SSL_SENT_SHUTDOWN);
+                return;
+            }
+        }
         detail::ssl_close_notify(ssl_.get());
     }
 }

@@ -149,14 +149,14 @@ DtlsRecords::~DtlsRecords() {
 }
 
 std::size_t DtlsRecords::seal(std::span<const std::uint8_t> plaintext,
-                              std::span<std::uint8_t> out) {
+                              std::span<std::uint8_t> out, std::uint8_t type) {
     const std::size_t n = plaintext.size();
     if (n == 0 || n + kOverhead > out.size() || n + kExplicitNonce + kTag > 0xffff) {
         return 0;
     }
     const std::uint64_t seq = next_seq_;
     std::uint8_t* h = out.data();
-    h[0] = kApplicationData;
+    h[0] = type;
     put_u16(h + 1, kDtls12Version);
     put_epoch_seq(h + 3, kEpoch, seq);
     put_u16(h + 11, n + kExplicitNonce + kTag);
@@ -168,7 +168,7 @@ std::size_t DtlsRecords::seal(std::span<const std::uint8_t> plaintext,
     // AAD: epoch+seq, type, version, plaintext length (RFC 5246 §6.2.3.3, RFC 6347 §4.1.2.1).
     std::array<std::uint8_t, 13> aad{};
     std::memcpy(aad.data(), h + 3, 8);
-    aad[8] = kApplicationData;
+    aad[8] = type;
     put_u16(aad.data() + 9, kDtls12Version);
     put_u16(aad.data() + 11, n);
     std::uint8_t* body = h + kHeader + kExplicitNonce;

@@ -9,8 +9,8 @@
 // each datagram into its read buffer): the ciphertext is written straight into the caller's
 // buffer and the plaintext straight out of the received datagram.
 //
-// Only epoch-1 application data goes through here; handshake records, alerts and anything else
-// still go through OpenSSL (which holds the same keys). Renegotiation must be off so that the
+// Only epoch-1 application data (and our own close_notify) goes through here; handshake records,
+// received alerts and anything else still go through OpenSSL (which holds the same keys). Renegotiation must be off so that the
 // epoch never changes.
 //
 // Sequence numbers: sealed records start at kFirstOwnSeq, far above anything OpenSSL's own writer
@@ -38,6 +38,7 @@ public:
     static constexpr std::size_t kExplicitNonce = 8;
     static constexpr std::size_t kTag = 16;
     static constexpr std::size_t kOverhead = kHeader + kExplicitNonce + kTag;
+    static constexpr std::uint8_t kAlert = 21;
     static constexpr std::uint8_t kApplicationData = 23;
     static constexpr std::uint16_t kEpoch = 1;  // the only epoch without renegotiation
     static constexpr std::uint64_t kFirstOwnSeq = 1ULL << 32;
@@ -51,10 +52,12 @@ public:
     DtlsRecords(const DtlsRecords&) = delete;
     DtlsRecords& operator=(const DtlsRecords&) = delete;
 
-    // Writes one application-data record carrying `plaintext` into `out` (at least
-    // plaintext.size() + kOverhead bytes). Returns the record size, or 0 on a library failure
-    // (nothing was consumed: the caller may fall back to OpenSSL).
-    std::size_t seal(std::span<const std::uint8_t> plaintext, std::span<std::uint8_t> out);
+    // Writes one record of `type` (application data; or an alert, so that a close_notify sent
+    // after our records is not below the peer's replay window) carrying `plaintext` into `out`
+    // (at least plaintext.size() + kOverhead bytes). Returns the record size, or 0 on a library
+    // failure (nothing was consumed: the caller may fall back to OpenSSL).
+    std::size_t seal(std::span<const std::uint8_t> plaintext, std::span<std::uint8_t> out,
+                     std::uint8_t type = kApplicationData);
 
     // Whether every record in `datagram` is epoch-1 application data with a plausible length,
     // i.e. open() can take the whole datagram. Anything else goes to OpenSSL.
