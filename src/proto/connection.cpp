@@ -1222,7 +1222,8 @@ struct Connection::Impl {
             s.sbuf.release(upto);
             send_buffered -= before - s.sbuf.size();
             s.acked.pop_front();
-            if (s.want_writable) {
+            // At the write-ahead bound the writer is woken by sending instead (wake_if_unsent_low).
+            if (s.want_writable && (!datagram() || s.sbuf.end() - s.send_next < notsent_limit())) {
                 s.want_writable = false;
                 Event e;
                 e.type = EventType::kStreamWritable;
