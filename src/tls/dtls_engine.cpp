@@ -365,6 +365,7 @@ std::optional<std::size_t> DtlsEngine::read_own(std::span<std::uint8_t> out) {
         if (!ok) {
             continue;  // forged, corrupted or replayed: dropped, as OpenSSL would
         }
+        ++own_opened_;
         seal_own_ = true;  // the peer finished its handshake (see on_handshake_complete)
         if (n > out.size()) {
             continue;  // served from spill_ above
@@ -497,7 +498,13 @@ std::string_view DtlsEngine::alpn() const { return detail::ssl_alpn(ssl_.get());
 std::string_view DtlsEngine::cipher() const { return detail::ssl_cipher(ssl_.get()); }
 
 DtlsEngine::Stats DtlsEngine::stats() const {
-    return Stats{in_dropped_, bio_state_.dropped_writes, oversize_dropped_};
+    Stats st{in_dropped_, bio_state_.dropped_writes, oversize_dropped_};
+    if (records_) {
+        st.own_sealed = records_->records_sealed();
+        st.own_opened = own_opened_;
+        st.own_rejected = records_->records_rejected();
+    }
+    return st;
 }
 
 }  // namespace hopgate::tls

@@ -63,6 +63,9 @@ class DtlsEngine final : private detail::SslHooks {
         std::uint64_t in_dropped = 0;        // on_datagram with the inbound queue full
         std::uint64_t out_dropped = 0;       // OpenSSL wrote with the outbound queue full
         std::uint64_t oversize_dropped = 0;  // pop_datagram buffer smaller than the datagram
+        std::uint64_t own_sealed = 0;        // records sealed by DtlsRecords (not OpenSSL)
+        std::uint64_t own_opened = 0;        // records opened by DtlsRecords
+        std::uint64_t own_rejected = 0;      // forged, corrupted or replayed, dropped there
     };
 
     // A client connecting to `server_name` (DNS name or IP literal): sent as SNI (names only)
@@ -206,6 +209,7 @@ class DtlsEngine final : private detail::SslHooks {
     std::vector<std::uint8_t> spill_;  // an opened record larger than the caller's buffer
     std::size_t spill_off_ = 0;
     std::size_t spill_len_ = 0;
+    std::uint64_t own_opened_ = 0;
 };
 
 }  // namespace hopgate::tls

@@ -135,6 +135,23 @@ std::unique_ptr<DtlsRecords> DtlsRecords::from_ssl(SSL* ssl) {
     EVP_CIPHER_free(cipher);
     std::memcpy(r->write_salt_.data(), server ? server_salt : client_salt, kFixedIvLen);
     std::memcpy(r->read_salt_.data(), server ? client_salt : server_salt, kFixedIvLen);
+    // The provider's TLS mode: the salt is fixed once; each record then costs one parameter
+    // call (its AAD, or its explicit nonce and tag) instead of an IV re-initialisation (which
+    // in OpenSSL 3.0 queries the IV length through OSSL_PARAM lookups) plus a tag control.
+    // Sealing draws the explicit nonce from the provider's counter (a random start, +1 per
+    // record: unique for the key).
+    if (ok) {
+        const OSSL_PARAM wfix[] = {
+            OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
+                                              r->write_salt_.data(), kFixedIvLen),
+            OSSL_PARAM_construct_end()};
+        const OSSL_PARAM rfix[] = {
+            OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED,
+                                              r->read_salt_.data(), kFixedIvLen),
+            OSSL_PARAM_construct_end()};
+        ok = EVP_CIPHER_CTX_set_params(r->enc_, wfix) == 1 &&
+             EVP_CIPHER_CTX_set_params(r->dec_, rfix) == 1;
+    }
     OPENSSL_cleanse(block.data(), block.size());
     if (!ok) {
         ERR_clear_error();
@@ -151,37 +168,40 @@ DtlsRecords::~DtlsRecords() {
 std::size_t DtlsRecords::seal(std::span<const std::uint8_t> plaintext,
                               std::span<std::uint8_t> out, std::uint8_t type) {
     const std::size_t n = plaintext.size();
-    if (n == 0 || n + kOverhead > out.size() || n + kExplicitNonce + kTag > 0xffff) {
+    if (n == 0 || n + kOverhead > out.size()) {
+        return 0;
+    }
+    std::memmove(out.data() + kHeader + kExplicitNonce, plaintext.data(), n);
+    return seal_in_place(out, n, type);
+}
+
+std::size_t DtlsRecords::seal_in_place(std::span<std::uint8_t> buf, std::size_t n,
+                                       std::uint8_t type) {
+    if (n == 0 || n + kOverhead > buf.size() || n + kExplicitNonce + kTag > 0xffff) {
         return 0;
     }
     const std::uint64_t seq = next_seq_;
-    std::uint8_t* h = out.data();
+    std::uint8_t* h = buf.data();
     h[0] = type;
     put_u16(h + 1, kDtls12Version);
     put_epoch_seq(h + 3, kEpoch, seq);
     put_u16(h + 11, n + kExplicitNonce + kTag);
-    // The explicit nonce is the record's epoch and sequence number: unique per key.
-    std::memcpy(h + kHeader, h + 3, kExplicitNonce);
-    std::array<std::uint8_t, 12> nonce{};
-    std::memcpy(nonce.data(), write_salt_.data(), 4);
-    std::memcpy(nonce.data() + 4, h + 3, kExplicitNonce);
-    // AAD: epoch+seq, type, version, plaintext length (RFC 5246 §6.2.3.3, RFC 6347 §4.1.2.1).
+    // AAD: epoch+seq, type, version, length (RFC 5246 §6.2.3.3, RFC 6347 §4.1.2.1); in the
+    // provider's TLS mode the length given includes the explicit nonce, which it subtracts.
     std::array<std::uint8_t, 13> aad{};
     std::memcpy(aad.data(), h + 3, 8);
     aad[8] = type;
     put_u16(aad.data() + 9, kDtls12Version);
-    put_u16(aad.data() + 11, n);
-    std::uint8_t* body = h + kHeader + kExplicitNonce;
-    int len = 0;
-    int fin = 0;
-    const bool ok =
-        EVP_EncryptInit_ex2(enc_, nullptr, nullptr, nonce.data(), nullptr) == 1 &&
-        EVP_EncryptUpdate(enc_, nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1 &&
-        EVP_EncryptUpdate(enc_, body, &len, plaintext.data(), static_cast<int>(n)) == 1 &&
-        EVP_EncryptFinal_ex(enc_, body + len, &fin) == 1 &&
-        static_cast<std::size_t>(len + fin) == n &&
-        EVP_CIPHER_CTX_ctrl(enc_, EVP_CTRL_AEAD_GET_TAG, static_cast<int>(kTag), body + n) == 1;
-    if (!ok) {
+    put_u16(aad.data() + 11, n + kExplicitNonce);
+    const OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_AAD, aad.data(),
+                                          aad.size()),
+        OSSL_PARAM_construct_end()};
+    // In place over explicit nonce (written by the provider) + plaintext + tag (appended).
+    std::uint8_t* body = h + kHeader;
+    const int len = static_cast<int>(kExplicitNonce + n + kTag);
+    if (EVP_CIPHER_CTX_set_params(enc_, params) != 1 ||
+        EVP_Cipher(enc_, body, body, static_cast<unsigned int>(len)) != len) {
         ERR_clear_error();
         return 0;
     }
@@ -245,23 +265,26 @@ bool DtlsRecords::open(std::span<const std::uint8_t> record, std::span<std::uint
         return false;
     }
     const std::uint8_t* h = record.data();
-    std::array<std::uint8_t, 12> nonce{};
-    std::memcpy(nonce.data(), read_salt_.data(), 4);
-    std::memcpy(nonce.data() + 4, h + kHeader, kExplicitNonce);
     std::array<std::uint8_t, 13> aad{};
     std::memcpy(aad.data(), h + 3, 8);
-    aad[8] = kApplicationData;
+    aad[8] = h[0];
     put_u16(aad.data() + 9, kDtls12Version);
     put_u16(aad.data() + 11, n);
     const std::uint8_t* body = h + kHeader + kExplicitNonce;
+    std::array<std::uint8_t, kExplicitNonce> explicit_nonce{};
+    std::memcpy(explicit_nonce.data(), h + kHeader, kExplicitNonce);
     std::array<std::uint8_t, kTag> tag{};
     std::memcpy(tag.data(), body + n, kTag);
+    // One parameter call sets the nonce (salt + explicit part) and the expected tag.
+    const OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag.data(), tag.size()),
+        OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_SET_IV_INV,
+                                          explicit_nonce.data(), explicit_nonce.size()),
+        OSSL_PARAM_construct_end()};
     int len = 0;
     int fin = 0;
     const bool ok =
-        EVP_DecryptInit_ex2(dec_, nullptr, nullptr, nonce.data(), nullptr) == 1 &&
-        EVP_CIPHER_CTX_ctrl(dec_, EVP_CTRL_AEAD_SET_TAG, static_cast<int>(kTag), tag.data()) ==
-            1 &&
+        EVP_CIPHER_CTX_set_params(dec_, params) == 1 &&
         EVP_DecryptUpdate(dec_, nullptr, &len, aad.data(), static_cast<int>(aad.size())) == 1 &&
         EVP_DecryptUpdate(dec_, out.data(), &len, body, static_cast<int>(n)) == 1 &&
         EVP_DecryptFinal_ex(dec_, out.data() + len, &fin) == 1;

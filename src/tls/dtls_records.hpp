@@ -15,8 +15,9 @@
 //
 // Sequence numbers: sealed records start at kFirstOwnSeq, far above anything OpenSSL's own writer
 // uses in epoch 1 (its Finished and a few records), so the two writers never reuse a sequence
-// number (which is also the GCM explicit nonce). Opened records pass a 64-record sliding replay
-// window (RFC 6347 §4.1.2.6) of their own.
+// number. The GCM explicit nonce comes from the provider's invocation counter (RFC 5288 allows any
+// unique value). Opened records pass a 64-record sliding replay window (RFC 6347 §4.1.2.6) of
+// their own.
 //
 // Not thread-safe; owned by one DtlsEngine.
 #pragma once
@@ -58,6 +59,10 @@ public:
     // failure (nothing was consumed: the caller may fall back to OpenSSL).
     std::size_t seal(std::span<const std::uint8_t> plaintext, std::span<std::uint8_t> out,
                      std::uint8_t type = kApplicationData);
+    // The same with the plaintext already in place: `n` bytes at buf[kHeader + kExplicitNonce]
+    // (buf holds at least n + kOverhead bytes); the record is sealed around them.
+    std::size_t seal_in_place(std::span<std::uint8_t> buf, std::size_t n,
+                              std::uint8_t type = kApplicationData);
 
     // Whether every record in `datagram` is epoch-1 application data with a plausible length,
     // i.e. open() can take the whole datagram. Anything else goes to OpenSSL.

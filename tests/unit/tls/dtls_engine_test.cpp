@@ -616,6 +616,13 @@ TEST(DtlsEngine, OwnRecordsInteroperateWithOpenSsl) {
         }
         EXPECT_EQ(s->own_records_sealing(), k.server_own && k.expect_own);
         EXPECT_EQ(c->own_records_opening(), k.client_own && k.expect_own);
+        // Every record went through the own code where it was on (no silent fallback).
+        const bool c_own = k.client_own && k.expect_own;
+        const bool s_own = k.server_own && k.expect_own;
+        EXPECT_EQ(c->stats().own_sealed, c_own ? 100u : 0u);
+        EXPECT_EQ(c->stats().own_opened, c_own ? 100u : 0u);
+        EXPECT_EQ(s->stats().own_sealed, s_own ? 100u : 0u);
+        EXPECT_EQ(s->stats().own_opened, s_own ? 100u : 0u);
         // Alerts still go through OpenSSL, whichever side sealed the records before.
         s->close_notify();
         Bytes buf(kBuf);
@@ -687,6 +694,9 @@ TEST(DtlsEngine, OwnRecordsReplayTamperAndFraming) {
     }
     EXPECT_EQ(got, 10u);
     EXPECT_FALSE(s->failed()) << s->error();
+    // Two replays and one too old, and the forgeries but the one with a changed content type
+    // (that one is no application record: OpenSSL drops it).
+    EXPECT_EQ(s->stats().own_rejected, 3u + 4u);
     EXPECT_EQ(send_record(*s, *c, Bytes(5, 7)), Bytes(5, 7));
 }
 
