@@ -344,7 +344,12 @@ std::optional<std::size_t> DtlsEngine::read_own(std::span<std::uint8_t> out) {
         // A datagram with anything but epoch-1 application data (an alert, a retransmitted
         // handshake message, noise) goes to OpenSSL whole.
         if (own_off_ == 0 && !DtlsRecords::all_ours(d)) {
-            return std::nullopt;
+            if (!DtlsRecords::has_application_record(d)) {
+                return std::nullopt;
+            }
+            ++mixed_dropped_;  // see DtlsRecords::has_application_record
+            pop_current_datagram();
+            continue;
         }
         const auto rec = d.subspan(own_off_);
         const std::size_t size = DtlsRecords::record_size(rec);
@@ -502,7 +507,7 @@ DtlsEngine::Stats DtlsEngine::stats() const {
     if (records_) {
         st.own_sealed = records_->records_sealed();
         st.own_opened = own_opened_;
-        st.own_rejected = records_->records_rejected();
+        st.own_rejected = records_->records_rejected() + mixed_dropped_;
     }
     return st;
 }

@@ -65,7 +65,7 @@ class DtlsEngine final : private detail::SslHooks {
         std::uint64_t oversize_dropped = 0;  // pop_datagram buffer smaller than the datagram
         std::uint64_t own_sealed = 0;        // records sealed by DtlsRecords (not OpenSSL)
         std::uint64_t own_opened = 0;        // records opened by DtlsRecords
-        std::uint64_t own_rejected = 0;      // forged, corrupted or replayed, dropped there
+        std::uint64_t own_rejected = 0;      // forged, corrupted, replayed or mixed: dropped
     };
 
     // A client connecting to `server_name` (DNS name or IP literal): sent as SNI (names only)
@@ -210,6 +210,7 @@ class DtlsEngine final : private detail::SslHooks {
     std::size_t spill_off_ = 0;
     std::size_t spill_len_ = 0;
     std::uint64_t own_opened_ = 0;
+    std::uint64_t mixed_dropped_ = 0;
 };
 
 }  // namespace hopgate::tls

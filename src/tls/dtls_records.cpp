@@ -231,6 +231,20 @@ bool DtlsRecords::all_ours(std::span<const std::uint8_t> d) {
     return true;
 }
 
+bool DtlsRecords::has_application_record(std::span<const std::uint8_t> d) {
+    while (d.size() >= kHeader) {
+        if (d[0] == kApplicationData) {
+            return true;
+        }
+        const std::size_t size = record_size(d);
+        if (size > d.size()) {
+            return false;
+        }
+        d = d.subspan(size);
+    }
+    return false;
+}
+
 bool DtlsRecords::replay_ok(std::uint64_t seq) const {
     if (!seen_any_ || seq > max_seen_) {
         return true;

@@ -67,6 +67,11 @@ public:
     // Whether every record in `datagram` is epoch-1 application data with a plausible length,
     // i.e. open() can take the whole datagram. Anything else goes to OpenSSL.
     static bool all_ours(std::span<const std::uint8_t> datagram);
+    // Whether `datagram` (not all_ours()) still carries an application-data record among the
+    // records that parse before anything malformed. Such a datagram never comes from a DTLS
+    // peer (application records travel alone); handing it to OpenSSL would let a record that
+    // our replay window already saw through OpenSSL's separate window, so it is dropped.
+    static bool has_application_record(std::span<const std::uint8_t> datagram);
 
     // The size of the record at the start of `d` (header + body); precondition all_ours().
     static std::size_t record_size(std::span<const std::uint8_t> d);

@@ -670,6 +670,11 @@ TEST(DtlsEngine, OwnRecordsReplayTamperAndFraming) {
         EXPECT_EQ(deliver(bad), 0u) << "flipped byte " << at;
     }
     EXPECT_EQ(deliver(wire[81]), 10u) << "a rejected forgery does not move the window";
+    // A seen record followed by a record that is not application data must not reach OpenSSL
+    // (whose replay window never saw it): the whole datagram is dropped.
+    Bytes mixed = wire[81];
+    mixed.insert(mixed.end(), {21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 2, 1, 0});
+    EXPECT_EQ(deliver(mixed), 0u) << "replay smuggled next to an alert";
     Bytes two = wire[82];
     two.insert(two.end(), wire[83].begin(), wire[83].end());
     s->on_datagram(two);
@@ -694,9 +699,9 @@ TEST(DtlsEngine, OwnRecordsReplayTamperAndFraming) {
     }
     EXPECT_EQ(got, 10u);
     EXPECT_FALSE(s->failed()) << s->error();
-    // Two replays and one too old, and the forgeries but the one with a changed content type
-    // (that one is no application record: OpenSSL drops it).
-    EXPECT_EQ(s->stats().own_rejected, 3u + 4u);
+    // Two replays and one too old, the forgeries but the one with a changed content type (that
+    // one is no application record: OpenSSL drops it), and the mixed datagram.
+    EXPECT_EQ(s->stats().own_rejected, 3u + 4u + 1u);
     EXPECT_EQ(send_record(*s, *c, Bytes(5, 7)), Bytes(5, 7));
 }
 
