@@ -409,26 +409,6 @@ struct Connection::Impl {
     }
     void note_buffered() { stats.max_buffered_bytes = std::max(stats.max_buffered_bytes, buffered()); }
 
-    // Datagram mode: how far a stream's writes may run ahead of what has been sent. Near the
-    // congestion window, the bytes the packet encoder copies were written recently and are still
-    // in cache (written 4 MiB ahead, they were not); a stream is woken when sending halves its
-    // unsent bytes, so each flush still finds at least a window's worth queued.
-    static constexpr std::uint64_t kMinNotSent = 256 * 1024;
-    std::uint64_t notsent_limit() const {
-        return std::max<std::uint64_t>(kMinNotSent, 2 * cc->cwnd());
-    }
-    void wake_if_unsent_low(Stream& s) {
-        const std::uint64_t unsent = s.sbuf.end() - s.send_next;
-        if (s.want_writable && unsent * 2 <= notsent_limit() &&
-            s.sbuf.size() < cfg.stream_send_buffer && send_buffered < cfg.connection_send_buffer) {
-            s.want_writable = false;
-            Event e;
-            e.type = EventType::kStreamWritable;
-            e.stream = s.id;
-            push_event(std::move(e));
-        }
-    }
-
     Duration peer_max_ack_delay() const {
         return std::chrono::milliseconds(peer_params.max_ack_delay_ms);
     }
@@ -1222,8 +1202,7 @@ struct Connection::Impl {
             s.sbuf.release(upto);
             send_buffered -= before - s.sbuf.size();
             s.acked.pop_front();
-            // At the write-ahead bound the writer is woken by sending instead (wake_if_unsent_low).
-            if (s.want_writable && (!datagram() || s.sbuf.end() - s.send_next < notsent_limit())) {
+            if (s.want_writable) {
                 s.want_writable = false;
                 Event e;
                 e.type = EventType::kStreamWritable;
@@ -1966,8 +1945,6 @@ struct Connection::Impl {
         recs.push_back({RecKind::kStream, fin, s.id, off, static_cast<std::uint32_t>(len)});
         if (stream_mode) {
             stream_range_acked(s, off, len, fin);
-        } else {
-            wake_if_unsent_low(s);
         }
         if (len < unsplit && w.remaining() >= kMinFrameSpace) {
             // Cut at a send-buffer block boundary: continue from the next block.
@@ -2391,13 +2368,8 @@ core::Result<std::size_t> Connection::stream_write(StreamId id,
     if (s->fin_requested || s->reset) {
         return Errc::kStreamState;
     }
-    std::uint64_t stream_room =
+    const std::uint64_t stream_room =
         m.cfg.stream_send_buffer > s->sbuf.size() ? m.cfg.stream_send_buffer - s->sbuf.size() : 0;
-    if (m.datagram()) {
-        const std::uint64_t unsent = s->sbuf.end() - s->send_next;
-        const std::uint64_t limit = m.notsent_limit();
-        stream_room = std::min(stream_room, limit > unsent ? limit - unsent : 0);
-    }
     const std::uint64_t conn_room = m.cfg.connection_send_buffer > m.send_buffered
                                         ? m.cfg.connection_send_buffer - m.send_buffered
                                         : 0;
