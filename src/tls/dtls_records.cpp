@@ -5,7 +5,6 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
-#include <climits>
 #include <cstring>
 #include <string>
 
