@@ -678,7 +678,7 @@ TEST(DtlsEngine, OwnRecordsReplayTamperAndFraming) {
     Bytes two = wire[82];
     two.insert(two.end(), wire[83].begin(), wire[83].end());
     s->on_datagram(two);
-    for (std::uint8_t want : {82, 83}) {
+    for (const int want : {82, 83}) {
         auto r = s->read(buf);
         ASSERT_TRUE(r.ok());
         ASSERT_EQ(*r, 10u);
