@@ -215,6 +215,21 @@ void DtlsEngine::on_handshake_complete() {
     if (data_mtu > 0 && data_mtu < mtu_) {
         overhead_ = mtu_ - data_mtu;
     }
+    if (opts_.own_records) {
+        records_ = DtlsRecords::from_ssl(ssl_.get());
+        // A finished client has the server's Finished, so the server needs no retransmission
+        // from it and can take sequence numbers far above OpenSSL's. A server waits for the
+        // client's first application record: until then the client may still need OpenSSL's
+        // retransmitted Finished, which an earlier record with a higher sequence number would
+        // push out of the client's replay window.
+        seal_own_ = records_ != nullptr && !server_;
+        if (records_ && records_->kOverhead != overhead_) {
+            records_.reset();  // not the AES-GCM layout assumed by record_overhead()
+        }
+        if (records_) {
+            seal_buf_.resize(kMaxPlaintext + DtlsRecords::kOverhead);
+        }
+    }
 }
 
 std::string DtlsEngine::describe_failure(const char* what) const {
@@ -282,13 +297,18 @@ core::Result<std::size_t> DtlsEngine::read_record(std::span<std::uint8_t> out) {
     if (out.empty()) {
         return Errc::kInvalidArgument;
     }
-    if (in_.empty() && bio_state_.view.empty() && SSL_has_pending(ssl_.get()) == 0) {
+    if (records_) {
+        if (auto n = read_own(out)) {
+            return *n;
+        }
+    } else if (in_.empty() && bio_state_.view.empty() && SSL_has_pending(ssl_.get()) == 0) {
         return std::size_t{0};  // nothing received and nothing buffered: skip the library call
     }
     clear_openssl_errors();
     int n = SSL_read(ssl_.get(), out.data(),
                      static_cast<int>(std::min<std::size_t>(out.size(), INT_MAX)));
     if (n > 0) {
+        seal_own_ = records_ != nullptr;  // the peer finished its handshake (see above)
         return static_cast<std::size_t>(n);
     }
     int err = SSL_get_error(ssl_.get(), n);
@@ -302,6 +322,69 @@ core::Result<std::size_t> DtlsEngine::read_record(std::span<std::uint8_t> out) {
         default:
             fail(Errc::kProtocol, describe_failure("read"));
             return fail_code_;
+    }
+}
+
+std::optional<std::size_t> DtlsEngine::read_own(std::span<std::uint8_t> out) {
+    for (;;) {
+        if (spill_off_ < spill_len_) {
+            const std::size_t n = std::min(out.size(), spill_len_ - spill_off_);
+            std::memcpy(out.data(), spill_.data() + spill_off_, n);
+            spill_off_ += n;
+            return n;
+        }
+        if (SSL_has_pending(ssl_.get()) != 0) {
+            return std::nullopt;  // OpenSSL is part-way through a datagram it took
+        }
+        const std::span<const std::uint8_t> d =
+            !in_.empty() ? in_.front() : bio_state_.view;
+        if (d.empty()) {
+            return std::size_t{0};
+        }
+        // A datagram with anything but epoch-1 application data (an alert, a retransmitted
+        // handshake message, noise) goes to OpenSSL whole.
+        if (own_off_ == 0 && !DtlsRecords::all_ours(d)) {
+            if (!DtlsRecords::has_application_record(d)) {
+                return std::nullopt;
+            }
+            ++mixed_dropped_;  // see DtlsRecords::has_application_record
+            pop_current_datagram();
+            continue;
+        }
+        const auto rec = d.subspan(own_off_);
+        const std::size_t size = DtlsRecords::record_size(rec);
+        const std::size_t n = DtlsRecords::plaintext_size(rec);
+        bool ok = false;
+        if (n <= out.size()) {
+            ok = records_->open(rec, out);
+        } else {
+            spill_.resize(std::max(spill_.size(), n));
+            ok = records_->open(rec, spill_);
+            spill_off_ = 0;
+            spill_len_ = ok ? n : 0;
+        }
+        own_off_ += size;
+        if (own_off_ >= d.size()) {
+            pop_current_datagram();
+        }
+        if (!ok) {
+            continue;  // forged, corrupted or replayed: dropped, as OpenSSL would
+        }
+        ++own_opened_;
+        seal_own_ = true;  // the peer finished its handshake (see on_handshake_complete)
+        if (n > out.size()) {
+            continue;  // served from spill_ above
+        }
+        return n;
+    }
+}
+
+void DtlsEngine::pop_current_datagram() {
+    own_off_ = 0;
+    if (!in_.empty()) {
+        in_.pop();
+    } else {
+        bio_state_.view = {};
     }
 }
 
@@ -323,6 +406,19 @@ core::Status DtlsEngine::write(std::span<const std::uint8_t> plaintext) {
     }
     if (out_.full()) {
         return Errc::kWouldBlock;
+    }
+    if (records_ && seal_own_) {
+        const std::size_t m = records_->seal(plaintext, seal_buf_);
+        if (m > 0) {
+            // As the BIO does: the sink takes it when nothing is queued before it.
+            const std::span<const std::uint8_t> d(seal_buf_.data(), m);
+            DatagramSink* sink = bio_state_.sink;
+            if (!(sink != nullptr && out_.empty() && sink->accept(d))) {
+                (void)out_.push(d);  // not full: checked above
+            }
+            return {};
+        }
+        // A library failure: OpenSSL's record layer still works.
     }
     clear_openssl_errors();
     int n = SSL_write(ssl_.get(), plaintext.data(), static_cast<int>(plaintext.size()));
@@ -383,6 +479,21 @@ void DtlsEngine::close_notify() {
     }
     closed_ = true;
     if (done_ && !failed_) {
+        if (records_ && seal_own_) {
+            // Sealed here so that its sequence number follows our records: OpenSSL's would lie
+            // below the window of a peer whose OpenSSL opened them.
+            static constexpr std::uint8_t kCloseNotify[2] = {1, 0};  // warning, close_notify
+            if (const std::size_t m =
+                    records_->seal(kCloseNotify, seal_buf_, DtlsRecords::kAlert)) {
+                const std::span<const std::uint8_t> d(seal_buf_.data(), m);
+                DatagramSink* sink = bio_state_.sink;
+                if (!(sink != nullptr && out_.empty() && sink->accept(d)) && !out_.push(d)) {
+                    ++bio_state_.dropped_writes;
+                }
+                SSL_set_shutdown(ssl_.get(), SSL_SENT_SHUTDOWN);
+                return;
+            }
+        }
         detail::ssl_close_notify(ssl_.get());
     }
 }
@@ -392,7 +503,13 @@ std::string_view DtlsEngine::alpn() const { return detail::ssl_alpn(ssl_.get());
 std::string_view DtlsEngine::cipher() const { return detail::ssl_cipher(ssl_.get()); }
 
 DtlsEngine::Stats DtlsEngine::stats() const {
-    return Stats{in_dropped_, bio_state_.dropped_writes, oversize_dropped_};
+    Stats st{in_dropped_, bio_state_.dropped_writes, oversize_dropped_};
+    if (records_) {
+        st.own_sealed = records_->records_sealed();
+        st.own_opened = own_opened_;
+        st.own_rejected = records_->records_rejected() + mixed_dropped_;
+    }
+    return st;
 }
 
 }  // namespace hopgate::tls

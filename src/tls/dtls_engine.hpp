@@ -26,6 +26,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.hpp"
 #include "core/time.hpp"
@@ -33,6 +34,7 @@
 #include "tls/cookie.hpp"
 #include "tls/datagram_bio.hpp"
 #include "tls/detail.hpp"
+#include "tls/dtls_records.hpp"
 #include "tls/error.hpp"
 #include "tls/ossl.hpp"
 
@@ -46,6 +48,10 @@ struct DtlsOptions {
     // Both are clamped to >= 20 ms (OpenSSL treats < 15 ms left as expired).
     core::Duration initial_retransmit = std::chrono::seconds(1);
     core::Duration max_retransmit = std::chrono::seconds(60);
+    // After the handshake, protect application-data records with the engine's own AES-GCM
+    // record code (tls::DtlsRecords: same wire format, none of OpenSSL 3.0's per-record
+    // overhead) when the suite allows it; false keeps OpenSSL's record layer for everything.
+    bool own_records = true;
 };
 
 class DtlsEngine final : private detail::SslHooks {
@@ -57,6 +63,9 @@ class DtlsEngine final : private detail::SslHooks {
         std::uint64_t in_dropped = 0;        // on_datagram with the inbound queue full
         std::uint64_t out_dropped = 0;       // OpenSSL wrote with the outbound queue full
         std::uint64_t oversize_dropped = 0;  // pop_datagram buffer smaller than the datagram
+        std::uint64_t own_sealed = 0;        // records sealed by DtlsRecords (not OpenSSL)
+        std::uint64_t own_opened = 0;        // records opened by DtlsRecords
+        std::uint64_t own_rejected = 0;      // forged, corrupted, replayed or mixed: dropped
     };
 
     // A client connecting to `server_name` (DNS name or IP literal): sent as SNI (names only)
@@ -142,6 +151,11 @@ class DtlsEngine final : private detail::SslHooks {
     std::string_view alpn() const;
     // Negotiated cipher suite name, e.g. "ECDHE-ECDSA-AES128-GCM-SHA256".
     std::string_view cipher() const;
+    // Application records are sealed / opened by tls::DtlsRecords rather than OpenSSL (see
+    // DtlsOptions::own_records). Sealing starts once the peer is known to have finished its
+    // handshake: at once on a client, after the first application record on a server.
+    bool own_records_sealing() const { return records_ != nullptr && seal_own_; }
+    bool own_records_opening() const { return records_ != nullptr; }
     Stats stats() const;
     SSL* native() const { return ssl_.get(); }
 
@@ -157,6 +171,9 @@ class DtlsEngine final : private detail::SslHooks {
     void apply_dtls_settings();
     void drive_handshake();
     core::Result<std::size_t> read_record(std::span<std::uint8_t> out);
+    // One record opened by records_, or nullopt when OpenSSL must read the next datagram.
+    std::optional<std::size_t> read_own(std::span<std::uint8_t> out);
+    void pop_current_datagram();
     void on_handshake_complete();
     void fail(Errc code, std::string why);
     std::string describe_failure(const char* what) const;
@@ -184,6 +201,16 @@ class DtlsEngine final : private detail::SslHooks {
     std::string error_;
     std::uint64_t in_dropped_ = 0;
     std::uint64_t oversize_dropped_ = 0;
+
+    std::unique_ptr<DtlsRecords> records_;
+    bool seal_own_ = false;
+    std::size_t own_off_ = 0;  // read offset into the current datagram (in_.front() or view)
+    std::vector<std::uint8_t> seal_buf_;
+    std::vector<std::uint8_t> spill_;  // an opened record larger than the caller's buffer
+    std::size_t spill_off_ = 0;
+    std::size_t spill_len_ = 0;
+    std::uint64_t own_opened_ = 0;
+    std::uint64_t mixed_dropped_ = 0;
 };
 
 }  // namespace hopgate::tls
