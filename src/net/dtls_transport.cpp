@@ -1037,10 +1037,14 @@ private:
         return true;
     }
 
+    // The server can follow a move: it issued a connection ID, and the session is in use.
+    bool can_rebind() const {
+        return conn_ && cid_ != 0 && conn_->is_established() && !conn_->is_closing();
+    }
+
     // Nothing received for `client_rebind_after` while packets await acknowledgement.
     bool path_silent(Instant now) const {
-        if (opts_.client_rebind_after.count() <= 0 || cid_ == 0 || !conn_->is_established() ||
-            conn_->is_closing()) {
+        if (opts_.client_rebind_after.count() <= 0 || !can_rebind()) {
             return false;
         }
         const Instant since = std::max(last_rx_, last_rebind_);
@@ -1052,7 +1056,7 @@ private:
     void on_send_error(int err) {
         if ((err == EADDRNOTAVAIL || err == ENETUNREACH || err == EHOSTUNREACH ||
              err == ENETDOWN) &&
-            conn_ && cid_ != 0 && conn_->is_established() && !conn_->is_closing()) {
+            can_rebind()) {
             const Instant now = core::steady_now();
             if (now - last_rebind_ >= std::chrono::seconds(1)) {
                 (void)rebind(now);

@@ -27,6 +27,19 @@ void DatagramQueue::pop() {
     --count_;
 }
 
+void DatagramBioState::emit(std::span<const std::uint8_t> d) {
+    // Queued datagrams go first: the sink only takes one when nothing waits before it.
+    if (sink != nullptr && out->empty() && sink->accept(d)) {
+        return;
+    }
+    // A full queue drops the datagram, as a congested link would; DTLS retransmits handshake
+    // flights and the tunnel core recovers records. The engine refuses application writes
+    // before this can happen.
+    if (!out->push(d)) {
+        ++dropped_writes;
+    }
+}
+
 namespace {
 
 DatagramBioState* state_of(BIO* b) { return static_cast<DatagramBioState*>(BIO_get_data(b)); }
@@ -37,18 +50,8 @@ int dgram_write(BIO* b, const char* data, int len) {
     if (st == nullptr || st->out == nullptr || len < 0) {
         return -1;
     }
-    const std::span<const std::uint8_t> d(reinterpret_cast<const std::uint8_t*>(data),
-                                          static_cast<std::size_t>(len));
-    // Queued datagrams go first: the sink only takes one when nothing waits before it.
-    if (st->sink != nullptr && st->out->empty() && st->sink->accept(d)) {
-        return len;
-    }
-    // A full queue drops the datagram, as a congested link would; DTLS retransmits handshake
-    // flights and the tunnel core recovers records. The engine refuses application writes
-    // before this can happen.
-    if (!st->out->push(d)) {
-        ++st->dropped_writes;
-    }
+    st->emit(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(data),
+                                           static_cast<std::size_t>(len)));
     return len;
 }
 

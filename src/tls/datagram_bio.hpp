@@ -60,6 +60,10 @@ struct DatagramBioState {
     DatagramSink* sink = nullptr;
     long mtu = 1200;                   // reported to OpenSSL's MTU queries
     std::uint64_t dropped_writes = 0;  // writes lost because `out` was full (like a full NIC queue)
+
+    // One outgoing datagram: to the sink when nothing is queued before it and it takes it, else
+    // into `out` (counted in dropped_writes when full).
+    void emit(std::span<const std::uint8_t> d);
 };
 
 // A new BIO reading `state->in` and writing `state->out`. The BIO does not own `state`.

@@ -410,12 +410,7 @@ core::Status DtlsEngine::write(std::span<const std::uint8_t> plaintext) {
     if (records_ && seal_own_) {
         const std::size_t m = records_->seal(plaintext, seal_buf_);
         if (m > 0) {
-            // As the BIO does: the sink takes it when nothing is queued before it.
-            const std::span<const std::uint8_t> d(seal_buf_.data(), m);
-            DatagramSink* sink = bio_state_.sink;
-            if (!(sink != nullptr && out_.empty() && sink->accept(d))) {
-                (void)out_.push(d);  // not full: checked above
-            }
+            bio_state_.emit({seal_buf_.data(), m});  // as the BIO does; out_ not full (above)
             return {};
         }
         // A library failure: OpenSSL's record layer still works.
@@ -485,11 +480,7 @@ void DtlsEngine::close_notify() {
             static constexpr std::uint8_t kCloseNotify[2] = {1, 0};  // warning, close_notify
             if (const std::size_t m =
                     records_->seal(kCloseNotify, seal_buf_, DtlsRecords::kAlert)) {
-                const std::span<const std::uint8_t> d(seal_buf_.data(), m);
-                DatagramSink* sink = bio_state_.sink;
-                if (!(sink != nullptr && out_.empty() && sink->accept(d)) && !out_.push(d)) {
-                    ++bio_state_.dropped_writes;
-                }
+                bio_state_.emit({seal_buf_.data(), m});
                 SSL_set_shutdown(ssl_.get(), SSL_SENT_SHUTDOWN);
                 return;
             }
