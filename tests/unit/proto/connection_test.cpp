@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <deque>
 #include <functional>
 #include <limits>
@@ -937,6 +938,39 @@ TEST(ConnectionTransfer, DatagramOneMiB) {
     EXPECT_FALSE(t.corrupt);
     EXPECT_EQ(t.got.size(), t.total);
     EXPECT_EQ(p.c().stats().packets_lost, 0u);
+}
+
+// Pins pacing in quanta below a 1 ms smoothed RTT: on a 0.1 ms path a bulk sender is woken
+// once per quantum and sends many packets each time (not one wake-up per pacing gap of a few
+// microseconds, which starved loopback tunnels of CPU), and the transfer stays intact.
+TEST(ConnectionPacing, SubMillisecondRttSendsInQuanta) {
+    Pair p(client_config(), server_config());
+    p.latency = std::chrono::microseconds(50);
+    Instant last{};
+    std::uint64_t wakeups = 0;
+    std::uint64_t datagrams = 0;
+    p.tap = [&](bool to_server, const Bytes&) {
+        if (!to_server) {
+            return;
+        }
+        ++datagrams;
+        if (p.now != last) {
+            ++wakeups;
+            last = p.now;
+        }
+    };
+    Transfer t;
+    t.total = 16 << 20;
+    run_transfer(p, t);
+    ASSERT_TRUE(t.fin_read);
+    EXPECT_FALSE(t.corrupt);
+    EXPECT_EQ(t.got.size(), t.total);
+    ASSERT_GT(wakeups, 0u);
+    const double per_wakeup = static_cast<double>(datagrams) / static_cast<double>(wakeups);
+    EXPECT_GE(per_wakeup, 12.0) << datagrams << " datagrams in " << wakeups << " sending instants";
+    std::printf("[ pacing ] 0.1 ms RTT: %llu datagrams in %llu sending instants (%.1f each)\n",
+                static_cast<unsigned long long>(datagrams),
+                static_cast<unsigned long long>(wakeups), per_wakeup);
 }
 
 // Pins stream mode (TLS/TCP framing): handshake and a 1 MiB transfer with the byte stream
