@@ -123,6 +123,9 @@ struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
     void on_readable();
     void handle(std::span<const std::uint8_t> d, const PeerAddr& from, Instant now);
     bool send(std::span<const std::uint8_t> d, const PeerAddr& to);
+    // Zero-copy send (UdpSender::reserve/commit); an empty slot means the socket would block.
+    std::span<std::uint8_t> reserve(std::size_t max_size, const PeerAddr& to);
+    void commit(std::size_t n);
     void flush_dirty();
     void mark_dirty(const std::shared_ptr<ServerSession>& s);
     void remove(ServerSession& s);
@@ -281,14 +284,9 @@ public:
                     ++srv->st.amplification_limited;  // 3x anti-amplification toward a candidate
                     break;
                 }
-                const std::size_t n = conn_->write_datagram(plain_, now);
-                if (n == 0) {
+                if (!send_packet(*srv, now)) {
                     break;
                 }
-                if (!engine_->write(std::span<const std::uint8_t>(plain_).first(n))) {
-                    break;
-                }
-                pump_engine(*srv);
             }
             dispatch_events();
         }
@@ -347,6 +345,44 @@ private:
         if (probe_) {
             probe_->tx_bytes += d.size();
         }
+        return true;
+    }
+
+    // One packet from the core. While the engine seals its own records and has nothing queued,
+    // the packet is written into the send batch at its record's plaintext offset and sealed
+    // there (no copy); otherwise it goes through plain_ and the engine. False when the core
+    // had nothing to send or the datagram could not go.
+    bool send_packet(DtlsServer::Impl& srv, Instant now) {
+        std::size_t n = 0;
+        if (engine_->own_records_sealing() && engine_->pending_datagrams() == 0) {
+            const std::span<std::uint8_t> slot = srv.reserve(srv.opts.udp_payload_max, addr_);
+            if (slot.empty()) {
+                return false;
+            }
+            n = conn_->write_datagram(
+                slot.subspan(tls::DtlsEngine::kSealOffset, slot.size() - engine_->record_overhead()),
+                now);
+            const std::size_t m = n == 0 ? 0 : engine_->seal_in_place(slot, n);
+            if (m > 0 || n == 0) {
+                srv.commit(m);
+                if (probe_) {
+                    probe_->tx_bytes += m;
+                }
+                return m > 0;
+            }
+            // A library failure: OpenSSL's record layer takes the packet instead.
+            std::memcpy(plain_.data(), slot.data() + tls::DtlsEngine::kSealOffset, n);
+            srv.commit(0);
+        } else {
+            n = conn_->write_datagram(plain_, now);
+            if (n == 0) {
+                return false;
+            }
+        }
+        if (!engine_->write(std::span<const std::uint8_t>(plain_).first(n))) {
+            return false;
+        }
+        pump_engine(srv);
         return true;
     }
 
@@ -696,6 +732,25 @@ bool DtlsServer::Impl::send(std::span<const std::uint8_t> d, const PeerAddr& to)
     return true;
 }
 
+std::span<std::uint8_t> DtlsServer::Impl::reserve(std::size_t max_size, const PeerAddr& to) {
+    if (tx_blocked) {
+        return {};
+    }
+    const std::span<std::uint8_t> slot = tx.reserve(sock.native_handle(), max_size, to);
+    if (slot.empty()) {
+        tx_blocked = true;
+        wait_write();
+    }
+    return slot;
+}
+
+void DtlsServer::Impl::commit(std::size_t n) {
+    tx.commit(n);
+    if (n > 0) {
+        ++st.datagrams_out;
+    }
+}
+
 void DtlsServer::Impl::wait_write() {
     if (stopped) {
         return;
@@ -815,14 +870,9 @@ public:
         if (conn_) {
             const Instant now = core::steady_now();
             for (int i = 0; i < kMaxPacketsPerFlush && !tx_blocked_; ++i) {
-                const std::size_t n = conn_->write_datagram(plain_, now);
-                if (n == 0) {
+                if (!send_packet(now)) {
                     break;
                 }
-                if (!engine_->write(std::span<const std::uint8_t>(plain_).first(n))) {
-                    break;
-                }
-                pump_engine();
             }
             dispatch_events();
         }
@@ -872,6 +922,48 @@ private:
             wait_write();
             return false;
         }
+        return true;
+    }
+
+    // One packet from the core, sealed in the send batch when possible (as the server's
+    // ServerSession::send_packet); after a connection ID is known it is prefixed.
+    bool send_packet(Instant now) {
+        std::size_t n = 0;
+        if (engine_->own_records_sealing() && engine_->pending_datagrams() == 0) {
+            const std::span<std::uint8_t> slot =
+                tx_.reserve(sock_.native_handle(), opts_.udp_payload_max, to_);
+            if (slot.empty()) {
+                tx_blocked_ = true;
+                wait_write();
+                return false;
+            }
+            const std::size_t prefix = cid_ != 0 ? kCidPrefixLen : 0;
+            const std::span<std::uint8_t> record = slot.subspan(prefix);
+            n = conn_->write_datagram(record.subspan(tls::DtlsEngine::kSealOffset,
+                                                     record.size() - engine_->record_overhead()),
+                                      now);
+            const std::size_t m = n == 0 ? 0 : engine_->seal_in_place(record, n);
+            if (m > 0 || n == 0) {
+                if (m > 0 && prefix > 0) {
+                    slot[0] = kCidMarker;
+                    put_be64(slot.data() + 1, cid_);
+                }
+                tx_.commit(m == 0 ? 0 : prefix + m);
+                return m > 0;
+            }
+            // A library failure: OpenSSL's record layer takes the packet instead.
+            std::memcpy(plain_.data(), record.data() + tls::DtlsEngine::kSealOffset, n);
+            tx_.commit(0);
+        } else {
+            n = conn_->write_datagram(plain_, now);
+            if (n == 0) {
+                return false;
+            }
+        }
+        if (!engine_->write(std::span<const std::uint8_t>(plain_).first(n))) {
+            return false;
+        }
+        pump_engine();
         return true;
     }
 

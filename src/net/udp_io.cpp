@@ -120,36 +120,87 @@ const std::vector<RecvDatagram>& UdpReceiver::receive(int fd, int& err) {
 
 UdpSender::UdpSender(std::size_t max_segments) : max_segments_(max_segments), buf_(65536) {}
 
+bool UdpSender::joins(std::size_t size, const PeerAddr& to) const {
+    return count_ > 0 && gso_ && !last_short_ && size <= seg_size_ && count_ < max_segments_ &&
+           total_ + size <= kMaxGsoBytes && to == to_;
+}
+
+void UdpSender::start_batch(std::size_t size) {
+    seg_size_ = size;
+    total_ = size;
+    count_ = 1;
+    last_short_ = false;
+    sent_segments_ = 0;
+}
+
 bool UdpSender::send(int fd, std::span<const std::uint8_t> prefix,
                      std::span<const std::uint8_t> d, const PeerAddr& to) {
     const std::size_t size = prefix.size() + d.size();
     if (size == 0 || size > buf_.size()) {
         return true;  // nothing sensible to send; UDP would refuse it anyway
     }
-    const bool joins = count_ > 0 && gso_ && !last_short_ && size <= seg_size_ &&
-                       count_ < max_segments_ && total_ + size <= kMaxGsoBytes && to == to_;
-    if (count_ > 0 && !joins && !flush(fd)) {
+    // The size is known: send the batch first rather than park behind it.
+    if (count_ > 0 && !joins(size, to) && !flush(fd)) {
         return false;
+    }
+    const std::span<std::uint8_t> slot = reserve(fd, size, to);
+    if (slot.empty()) {
+        return false;
+    }
+    if (!prefix.empty()) {
+        std::memcpy(slot.data(), prefix.data(), prefix.size());
+    }
+    std::memcpy(slot.data() + prefix.size(), d.data(), d.size());
+    commit(size);
+    return true;
+}
+
+std::span<std::uint8_t> UdpSender::reserve(int fd, std::size_t max_size, const PeerAddr& to) {
+    if (max_size == 0 || max_size > buf_.size()) {
+        return {};
+    }
+    if (parked_ > 0 && !send_batch(fd)) {
+        return {};
+    }
+    const bool room = count_ < max_segments_ && total_ + max_size <= buf_.size() &&
+                      (count_ == 0 || to == to_);
+    if (!room && !send_batch(fd)) {
+        return {};
     }
     if (count_ == 0) {
         to_ = to;
-        seg_size_ = size;
-        last_short_ = false;
-        sent_segments_ = 0;
     }
-    std::uint8_t* p = buf_.data() + total_;
-    if (!prefix.empty()) {
-        std::memcpy(p, prefix.data(), prefix.size());
+    return {buf_.data() + total_, max_size};
+}
+
+void UdpSender::commit(std::size_t n) {
+    if (n == 0) {
+        return;
     }
-    std::memcpy(p + prefix.size(), d.data(), d.size());
-    total_ += size;
-    last_short_ = size < seg_size_;
-    ++count_;
-    return true;
+    if (count_ == 0) {
+        start_batch(n);
+    } else if (joins(n, to_)) {
+        total_ += n;
+        last_short_ = n < seg_size_;
+        ++count_;
+    } else {
+        parked_ = n;  // flush() sends the batch, then this one leads the next
+    }
 }
 
 bool UdpSender::flush(int fd) {
     while (count_ > 0) {
+        if (!send_batch(fd)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool UdpSender::send_batch(int fd) {
+    // Until this batch is gone (clear() then makes a parked datagram the next batch).
+    const std::uint64_t batch = batches_;
+    while (count_ > 0 && batches_ == batch) {
         ssize_t r = 0;
         if (count_ - sent_segments_ > 1 && gso_) {
             // One syscall for the whole batch: the kernel splits it into seg_size_ datagrams.
@@ -205,6 +256,12 @@ bool UdpSender::flush(int fd) {
 }
 
 void UdpSender::clear() {
+    ++batches_;
+    if (parked_ > 0) {
+        std::memmove(buf_.data(), buf_.data() + total_, parked_);
+        start_batch(std::exchange(parked_, 0));
+        return;
+    }
     count_ = 0;
     total_ = 0;
     sent_segments_ = 0;

@@ -69,9 +69,17 @@ public:
     // The same for the datagram `prefix` + `d` (gathered into the batch, one copy).
     bool send(int fd, std::span<const std::uint8_t> prefix, std::span<const std::uint8_t> d,
               const PeerAddr& to);
+    // Zero-copy variant: room for one datagram of up to `max_size` bytes (<= 65536) for `to` at
+    // the end of the batch, sending the batch first if the room or the destination demands it.
+    // Empty if that send would block. Write the datagram into the span, then commit(n) with
+    // n <= the span's size (0 abandons it) before any other call. A datagram that cannot join
+    // the batch (larger than its segments, or after a shorter one) waits behind it and starts
+    // the next batch.
+    std::span<std::uint8_t> reserve(int fd, std::size_t max_size, const PeerAddr& to);
+    void commit(std::size_t n);
     // Sends everything queued. Returns false if it would block (the rest stays queued).
     bool flush(int fd);
-    bool empty() const { return count_ == 0; }
+    bool empty() const { return count_ == 0 && parked_ == 0; }
     // The errno of the last datagrams dropped on a hard send error (UDP semantics: they are
     // not retried), then 0 until the next one.
     int take_error() { return std::exchange(error_, 0); }
@@ -81,6 +89,11 @@ public:
 private:
     static constexpr std::size_t kMaxGsoBytes = 65000;
     void clear();
+    bool joins(std::size_t size, const PeerAddr& to) const;
+    // Sends the current batch; a parked datagram then becomes the batch. False if it would
+    // block (what was not sent stays queued).
+    bool send_batch(int fd);
+    void start_batch(std::size_t size);
 
     std::size_t max_segments_;
     std::vector<std::uint8_t> buf_;
@@ -89,6 +102,8 @@ private:
     std::size_t seg_size_ = 0;
     std::size_t sent_segments_ = 0;
     bool last_short_ = false;  // only the last datagram of a GSO batch may be shorter
+    std::uint64_t batches_ = 0;  // batches finished (sent or dropped)
+    std::size_t parked_ = 0;   // a committed datagram at buf_[total_] that starts the next batch
     PeerAddr to_{};
     bool gso_ = true;
     std::uint64_t syscalls_ = 0;

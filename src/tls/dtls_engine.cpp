@@ -424,6 +424,14 @@ core::Status DtlsEngine::write(std::span<const std::uint8_t> plaintext) {
     return fail_code_;
 }
 
+std::size_t DtlsEngine::seal_in_place(std::span<std::uint8_t> buf, std::size_t n) {
+    if (!records_ || !seal_own_ || closed_ || failed_ || !out_.empty() || n == 0 ||
+        n > kMaxPlaintext) {
+        return 0;
+    }
+    return records_->seal_in_place(buf, n);
+}
+
 std::optional<core::Duration> DtlsEngine::timeout() const {
     if (failed_ || !ssl_) {
         return std::nullopt;

@@ -126,6 +126,14 @@ class DtlsEngine final : private detail::SslHooks {
     // kInvalidArgument (empty), kClosed (after close_notify()), kHandshake/kProtocol.
     core::Status write(std::span<const std::uint8_t> plaintext);
 
+    // Zero-copy write for own records (own_records_sealing()): the caller has put `n` plaintext
+    // bytes at buf[kSealOffset] and they are sealed in place into one record of
+    // n + record_overhead() bytes at buf[0]; returns its size. 0 when the engine cannot do it
+    // now (not sealing its own records, datagrams still queued before it, closed, or a library
+    // failure): then pass the plaintext to write() instead.
+    static constexpr std::size_t kSealOffset = DtlsRecords::kHeader + DtlsRecords::kExplicitNonce;
+    std::size_t seal_in_place(std::span<std::uint8_t> buf, std::size_t n);
+
     // Time until on_timeout() should be called; nullopt when no timer runs (handshake done or
     // not started). Zero means "now".
     std::optional<core::Duration> timeout() const;

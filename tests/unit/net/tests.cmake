@@ -1,4 +1,5 @@
 hg_test(unit_net LABEL unit
   SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/clock_test.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/udp_io_test.cpp
   LIBS hg_net)
