@@ -678,8 +678,8 @@ public:
     IoPair(const IoPair&) = delete;
     IoPair& operator=(const IoPair&) = delete;
 
-    asio::io_context srv;
-    asio::io_context cli;
+    asio::io_context srv{1};  // one thread runs each (as in the binaries)
+    asio::io_context cli{1};
 
     // Returns once both threads registered their CPU clocks.
     void start() {

@@ -626,7 +626,8 @@ void DtlsServer::Impl::on_readable() {
             handle(d.data, *d.from, now);
         }
     }
-    drain_error_queue();
+    // No error-queue read here: every ICMP error also sets the socket error, which the next
+    // recvmmsg returns (err above) and epoll reports, so the queue is drained when it has news.
     flush_dirty();
     if (!tx.flush(sock.native_handle())) {
         wait_write();

@@ -61,9 +61,16 @@ std::size_t PeerAddrHash::operator()(const PeerAddr& a) const {
 }
 
 UdpReceiver::UdpReceiver(std::size_t batch, std::size_t max_size)
-    : batch_(batch), max_size_(max_size), storage_(batch * max_size), addrs_(batch),
-      control_(batch * CMSG_SPACE(sizeof(int))) {
+    : batch_(batch), max_size_(max_size), msgs_(batch), iovs_(batch), storage_(batch * max_size),
+      addrs_(batch), control_(batch * CMSG_SPACE(sizeof(int))) {
     out_.reserve(batch * 8);
+    for (std::size_t i = 0; i < batch_; ++i) {
+        iovs_[i] = {storage_.data() + i * max_size_, max_size_};
+        msgs_[i].msg_hdr.msg_iov = &iovs_[i];
+        msgs_[i].msg_hdr.msg_iovlen = 1;
+        msgs_[i].msg_hdr.msg_name = &addrs_[i].addr;
+        msgs_[i].msg_hdr.msg_control = control_.data() + i * CMSG_SPACE(sizeof(int));
+    }
 }
 
 void UdpReceiver::try_enable_gro(int fd) {
@@ -74,19 +81,13 @@ void UdpReceiver::try_enable_gro(int fd) {
 const std::vector<RecvDatagram>& UdpReceiver::receive(int fd, int& err) {
     out_.clear();
     err = 0;
-    std::vector<mmsghdr> msgs(batch_);
-    std::vector<iovec> iovs(batch_);
-    for (std::size_t i = 0; i < batch_; ++i) {
-        iovs[i] = {storage_.data() + i * max_size_, max_size_};
-        msgs[i] = {};
-        msgs[i].msg_hdr.msg_iov = &iovs[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-        msgs[i].msg_hdr.msg_name = &addrs_[i].addr;
-        msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-        msgs[i].msg_hdr.msg_control = control_.data() + i * CMSG_SPACE(sizeof(int));
-        msgs[i].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(int));
+    for (auto& m : msgs_) {  // the kernel wrote the previous call's lengths here
+        m.msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+        m.msg_hdr.msg_controllen = CMSG_SPACE(sizeof(int));
+        m.msg_hdr.msg_flags = 0;
     }
-    const int n = recvmmsg(fd, msgs.data(), static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
+    auto* msgs = msgs_.data();
+    const int n = recvmmsg(fd, msgs, static_cast<unsigned>(batch_), MSG_DONTWAIT, nullptr);
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             err = errno;
@@ -94,7 +95,7 @@ const std::vector<RecvDatagram>& UdpReceiver::receive(int fd, int& err) {
         return out_;
     }
     for (int i = 0; i < n; ++i) {
-        auto& h = msgs[static_cast<std::size_t>(i)].msg_hdr;
+        auto& h = msgs_[static_cast<std::size_t>(i)].msg_hdr;
         addrs_[static_cast<std::size_t>(i)].len = h.msg_namelen;
         std::size_t seg = 0;
         for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c)) {

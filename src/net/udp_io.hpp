@@ -40,6 +40,8 @@ public:
     // `batch` messages of up to `max_size` bytes each (with GRO a message may hold many
     // datagrams of `gro_segment` bytes).
     explicit UdpReceiver(std::size_t batch = 32, std::size_t max_size = 65536);
+    UdpReceiver(const UdpReceiver&) = delete;  // msgs_ points into the other members
+    UdpReceiver& operator=(const UdpReceiver&) = delete;
     // Enables UDP_GRO on the fd if the kernel supports it; harmless otherwise.
     static void try_enable_gro(int fd);
     // Receives what is queued (non-blocking). Returns the datagrams (possibly none). On a hard
@@ -49,6 +51,8 @@ public:
 private:
     std::size_t batch_;
     std::size_t max_size_;
+    std::vector<mmsghdr> msgs_;
+    std::vector<iovec> iovs_;
     std::vector<std::uint8_t> storage_;
     std::vector<PeerAddr> addrs_;
     std::vector<std::uint8_t> control_;
