@@ -78,6 +78,32 @@ proto::ConnectionConfig datagram_config(const TransportOptions& o, proto::Role r
     return c;
 }
 
+// One packet from `conn` written into `record` (a slot of the send batch, past any prefix) at
+// its record's plaintext offset and sealed there by `engine`, which must be sealing its own
+// records with nothing queued. `record` is the record's size, 0 when the core had nothing to
+// send; on a library failure `record` is 0 and the packet's `plaintext` bytes were copied to
+// `plain` for engine.write() (OpenSSL's record layer) instead.
+struct SealedPacket {
+    std::size_t record = 0;
+    std::size_t plaintext = 0;
+};
+
+SealedPacket write_sealed(proto::Connection& conn, tls::DtlsEngine& engine,
+                          std::span<std::uint8_t> record, std::span<std::uint8_t> plain,
+                          Instant now) {
+    const std::span<std::uint8_t> body = record.subspan(
+        tls::DtlsEngine::kSealOffset, record.size() - engine.record_overhead());
+    const std::size_t n = conn.write_datagram(body, now);
+    if (n == 0) {
+        return {};
+    }
+    if (const std::size_t m = engine.seal_in_place(record, n); m > 0) {
+        return {m, 0};
+    }
+    std::memcpy(plain.data(), body.data(), n);
+    return {0, n};
+}
+
 }  // namespace
 
 // ============================================================================ server
@@ -359,20 +385,15 @@ private:
             if (slot.empty()) {
                 return false;
             }
-            n = conn_->write_datagram(
-                slot.subspan(tls::DtlsEngine::kSealOffset, slot.size() - engine_->record_overhead()),
-                now);
-            const std::size_t m = n == 0 ? 0 : engine_->seal_in_place(slot, n);
-            if (m > 0 || n == 0) {
-                srv.commit(m);
-                if (probe_) {
-                    probe_->tx_bytes += m;
-                }
-                return m > 0;
+            const SealedPacket p = write_sealed(*conn_, *engine_, slot, plain_, now);
+            srv.commit(p.record);
+            if (probe_) {
+                probe_->tx_bytes += p.record;
             }
-            // A library failure: OpenSSL's record layer takes the packet instead.
-            std::memcpy(plain_.data(), slot.data() + tls::DtlsEngine::kSealOffset, n);
-            srv.commit(0);
+            if (p.plaintext == 0) {
+                return p.record > 0;
+            }
+            n = p.plaintext;
         } else {
             n = conn_->write_datagram(plain_, now);
             if (n == 0) {
@@ -939,22 +960,16 @@ private:
                 return false;
             }
             const std::size_t prefix = cid_ != 0 ? kCidPrefixLen : 0;
-            const std::span<std::uint8_t> record = slot.subspan(prefix);
-            n = conn_->write_datagram(record.subspan(tls::DtlsEngine::kSealOffset,
-                                                     record.size() - engine_->record_overhead()),
-                                      now);
-            const std::size_t m = n == 0 ? 0 : engine_->seal_in_place(record, n);
-            if (m > 0 || n == 0) {
-                if (m > 0 && prefix > 0) {
-                    slot[0] = kCidMarker;
-                    put_be64(slot.data() + 1, cid_);
-                }
-                tx_.commit(m == 0 ? 0 : prefix + m);
-                return m > 0;
+            const SealedPacket p = write_sealed(*conn_, *engine_, slot.subspan(prefix), plain_, now);
+            if (p.record > 0 && prefix > 0) {
+                slot[0] = kCidMarker;
+                put_be64(slot.data() + 1, cid_);
             }
-            // A library failure: OpenSSL's record layer takes the packet instead.
-            std::memcpy(plain_.data(), record.data() + tls::DtlsEngine::kSealOffset, n);
-            tx_.commit(0);
+            tx_.commit(p.record > 0 ? prefix + p.record : 0);
+            if (p.plaintext == 0) {
+                return p.record > 0;
+            }
+            n = p.plaintext;
         } else {
             n = conn_->write_datagram(plain_, now);
             if (n == 0) {
