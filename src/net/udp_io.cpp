@@ -185,7 +185,7 @@ void UdpSender::commit(std::size_t n) {
         last_short_ = n < seg_size_;
         ++count_;
     } else {
-        parked_ = n;  // flush() sends the batch, then this one leads the next
+        parked_ = n;  // the next reserve() or flush() sends the batch; this one leads the next
     }
 }
 
