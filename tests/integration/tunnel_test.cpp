@@ -8,6 +8,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 
 #include "core/random.hpp"
@@ -236,6 +237,11 @@ struct SpoofRelay {
     udp::endpoint server, client;
     bool via_b = false;
     std::optional<udp::endpoint> blackholed;  // a client address whose flow is dead both ways
+    std::uint64_t forwarded = 0;              // bytes relayed from the client toward the server
+    // Runs once when `forwarded` reaches `trigger_at`, before that datagram is relayed: the
+    // tests change the path mid-transfer at a byte count, however fast the tunnel runs.
+    std::uint64_t trigger_at = 0;
+    std::function<void()> trigger;
     std::uint64_t from_b = 0;                // bytes the server received from b
     std::uint64_t to_b = 0;                  // bytes the server sent to b
     std::uint64_t max_to_b_over_from_b = 0;  // worst excess of to_b over 3 * from_b
@@ -270,6 +276,16 @@ struct SpoofRelay {
                     return;
                 }
                 client = src_f;
+                forwarded += n;
+                if (trigger && forwarded >= trigger_at) {
+                    auto fn = std::move(trigger);
+                    trigger = nullptr;
+                    fn();
+                    if (blackholed && src_f == *blackholed) {
+                        read_front();
+                        return;
+                    }
+                }
                 boost::system::error_code e2;
                 (via_b ? b : a).send_to(boost::asio::buffer(buf_f.data(), n), server, 0, e2);
                 if (via_b) {
@@ -277,6 +293,19 @@ struct SpoofRelay {
                 }
                 read_front();
             });
+    }
+    void at_forwarded(std::uint64_t more, std::function<void()> fn) {
+        trigger_at = forwarded + more;
+        trigger = std::move(fn);
+    }
+    // A NAT rebinding: the relay's socket toward the server moves to a fresh port that relays
+    // both ways.
+    void rebind() {
+        auto exec = a.get_executor();
+        a.close();
+        a = udp::socket(exec, udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+        size(a);
+        read_a();
     }
     void read_a() {
         a.async_receive_from(boost::asio::buffer(buf_a), src_a,
@@ -338,12 +367,10 @@ TEST(Tunnel, UnvalidatedAddressIsNotAdopted) {
     auto& h = x.h;
     auto& relay = x.relay;
     auto& client = x.client;
-    auto progress = [&] { return client.received() + h.server_app.received(); };
     for (int round = 0; round < 2; ++round) {
-        const std::uint64_t mark = progress() + (2u << 20);
-        ASSERT_TRUE(h.run_until([&] { return progress() > mark; }, 30)) << "round " << round;
-        relay.via_b = true;
         const std::uint64_t before = relay.from_b;
+        relay.at_forwarded(2u << 20, [&relay] { relay.via_b = true; });
+        ASSERT_TRUE(h.run_until([&] { return relay.via_b; }, 30)) << "round " << round;
         // Long enough for all three challenges to time out (>= 300 ms), and for data to move.
         h.run_until([&] { return false; }, 0.8);
         relay.via_b = false;
@@ -376,13 +403,8 @@ TEST(Tunnel, ValidatedAddressIsAdopted) {
     auto& h = x.h;
     auto& relay = x.relay;
     auto& client = x.client;
-    ASSERT_TRUE(h.run_until([&] { return client.received() > (1u << 20); }, 30));
-    // Move to a fresh socket that relays both ways (a NAT rebinding).
-    relay.a.close();
-    relay.a = boost::asio::ip::udp::socket(
-        h.io, boost::asio::ip::udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-    SpoofRelay::size(relay.a);
-    relay.read_a();
+    // Move to a fresh socket once 1 MiB more has come from the client (a NAT rebinding).
+    relay.at_forwarded(1u << 20, [&relay] { relay.rebind(); });
     EXPECT_TRUE(h.run_until([&] { return client.done() && h.server_app.done(); }, 60));
     EXPECT_EQ(client.error(), "");
     const auto st = h.dtls->stats();
@@ -402,11 +424,15 @@ TEST(Tunnel, ClientMovesToAFreshSocketWhenItsPathDies) {
     auto& h = x.h;
     auto& relay = x.relay;
     auto& client = x.client;
-    ASSERT_TRUE(h.run_until([&] { return client.received() > (1u << 20); }, 30));
+    ASSERT_TRUE(h.run_until([&] { return h.dtls->stats().handshakes_ok > 0; }, 30));
     const auto handshakes = h.dtls->stats().handshakes_ok;
     EXPECT_EQ(x.t->rebinds(), 0u);
-    relay.blackholed = relay.client;
-    const auto cut = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point cut{};
+    relay.at_forwarded(1u << 20, [&] {
+        relay.blackholed = relay.client;
+        cut = std::chrono::steady_clock::now();
+    });
+    ASSERT_TRUE(h.run_until([&] { return relay.blackholed.has_value(); }, 30));
     ASSERT_TRUE(h.run_until([&] { return x.t->rebinds() > 0; }, 15));
     const double after =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - cut).count();
