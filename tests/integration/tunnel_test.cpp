@@ -496,13 +496,6 @@ TEST(TunnelImpaired, DtlsThroughLossyRelay) {
         static_cast<unsigned long long>(st.packets_lost));
 }
 
-// NAT rebinding mid-transfer: the relay changes its source port, the server follows the client by
-// connection ID, and the transfer completes.
-// DISABLED (known issue, issue 3 stays open): since the DTLS server sends queued datagrams on
-// every flush, this run through hopgate-impair's `rebind` stalls in about 1 of 5 runs, and it
-// also fails fast in about 1 of 8 without that change; not yet diagnosed. Rebinding with path
-// validation is covered by Tunnel.ValidatedAddressIsAdopted (in-process relay) meanwhile.
-// Run it with --gtest_also_run_disabled_tests.
 // NAT rebinding twice mid-transfer through hopgate-impair (`rebind`: the relay's upstream socket
 // changes, so the server sees a new source port): the session validates the new address
 // (PATH_CHALLENGE/PATH_RESPONSE) and the transfer completes intact both ways.
