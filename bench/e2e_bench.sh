@@ -196,8 +196,12 @@ to_ms() {  # wrk latency like 1.23ms / 456.00us / 1.01s -> milliseconds
                           else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
 HZ=$(getconf CLK_TCK)
+# Busy and total ticks of all cores together ("busy total"), from /proc/stat.
+machine_ticks() {
+  awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
 
-declare -A rps p50 p99 u50 u99 cpu mbs
+declare -A rps p50 p99 u50 u99 cpu mbs dlcpu dlbusy
 rps[nginx]=0 cpu[nginx]=- u50[nginx]=0
 for p in $PATHS; do
   echo "e2e_bench: $p ..." >&2
@@ -231,7 +235,10 @@ for p in $PATHS; do
   out=$(wrk -t 1 -c 1 -d "$(( (DUR + 1) / 2 ))s" --latency -H "Host: ${host[$p]}" "${url[$p]}/small")
   u50[$p]=$(to_ms "$(awk '$1 == "50%" {print $2}' <<< "$out")")
   u99[$p]=$(to_ms "$(awk '$1 == "99%" {print $2}' <<< "$out")")
-  best=0
+  best=0 got=0
+  # shellcheck disable=SC2086
+  before=$(cpu_ticks ${procs[$p]})
+  busy_before=$(machine_ticks)
   for _ in $( [ "$DOWNLOAD" = 0 ] || echo 1 2 3); do
     s=$(curl -sk -o /dev/null -w '%{speed_download} %{size_download}' -H "Host: ${host[$p]}" \
       "${url[$p]}/big")
@@ -239,9 +246,23 @@ for p in $PATHS; do
       echo "e2e_bench: $p: short download (${s#* } bytes)" >&2
       s="0 0"
     fi
+    got=$((got + ${s#* }))
     best=$(awk -v a="$best" -v b="${s% *}" 'BEGIN { print (b > a ? b : a) }')
   done
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks ${procs[$p]})
+  busy_after=$(machine_ticks)
   mbs[$p]=$(awk -v b="$best" 'BEGIN { printf "%.0f", b / 1e6 }')
+  # CPU seconds per GiB downloaded: of the proxy processes, and of the whole machine (busy
+  # share of all cores, so curl, the origin and the kernel's loopback work count too).
+  dlcpu[$p]="-" dlbusy[$p]="-"
+  if [ "$got" -gt 0 ]; then
+    [ -z "${procs[$p]}" ] || dlcpu[$p]=$(awk -v t=$((after - before)) -v hz="$HZ" -v g="$got" \
+      'BEGIN { printf "%.2f", t / hz / (g / 1073741824) }')
+    dlbusy[$p]=$(awk -v a="$busy_before" -v b="$busy_after" -v hz="$HZ" -v g="$got" \
+      'BEGIN { split(a, x); split(b, y); printf "%.2f (%.0f%%)", (y[1] - x[1]) / hz / (g / 1073741824),
+               100 * (y[1] - x[1]) / (y[2] - x[2]) }')
+  fi
 done
 
 ratio() {
@@ -265,3 +286,15 @@ for p in $PATHS; do
     "$(ratio "${rps[$p]}" "${rps[nginx]}")" "$(ratio "${cpu[$p]}" "${cpu[nginx]}")" \
     "$(ratio "${u50[$p]}" "${u50[nginx]}")"
 done
+if [ "$DOWNLOAD" != 0 ]; then
+  echo
+  echo "100 MiB downloads (3 in a row, one at a time): best MB/s; CPU seconds per GiB of the proxy"
+  echo "processes and of the whole machine (all processes and the kernel; in brackets the busy share"
+  echo "of all $(nproc) cores)."
+  echo
+  printf '| %-7s | %7s | %14s | %20s |\n' path 'MB/s' 'proxy s/GiB' 'machine s/GiB (busy)'
+  printf '|%s|%s|%s|%s|\n' --------- --------: ---------------: ---------------------:
+  for p in $PATHS; do
+    printf '| %-7s | %7s | %14s | %20s |\n' "$p" "${mbs[$p]}" "${dlcpu[$p]}" "${dlbusy[$p]}"
+  done
+fi
