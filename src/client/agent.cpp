@@ -44,10 +44,11 @@ void Agent::stop() {
     }
     stopped_ = true;
     retry_.cancel();
-    if (tunnel_) {
-        tunnel_->abort();
-        tunnel_->set_events(nullptr);
-        tunnel_.reset();
+    // abort() reports kConnectionClosed synchronously and on_event() then lets go of tunnel_:
+    // hold the tunnel here, not through the member.
+    if (auto t = std::move(tunnel_)) {
+        t->abort();
+        t->set_events(nullptr);
     }
     forwarder_->shutdown();
 }

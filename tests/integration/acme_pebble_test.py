@@ -103,10 +103,12 @@ class Server:
     def stop(self):
         self.p.terminate()
         try:
-            self.p.wait(timeout=15)
+            code = self.p.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
+            code = "no exit within 15 s"
+        check(code == 0, f"server exits 0 on SIGTERM (status {code})")
 
 
 def installed(domain):
@@ -318,8 +320,14 @@ try:
 finally:
     for p in procs:
         if p.poll() is None:
-            p.kill()
-            p.wait(timeout=10)
+            p.terminate()
+            try:
+                code = p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+                code = "no exit within 15 s"
+            check(code == 0, f"{os.path.basename(p.args[0])} exits 0 on SIGTERM (status {code})")
     subprocess.run([SCRIPT, "stop", peb_dir], capture_output=True, timeout=30)
 
 print("FAILED: %d check(s)" % len(failures) if failures else "all ACME checks passed")

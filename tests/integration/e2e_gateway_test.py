@@ -103,7 +103,7 @@ try:
     bad = start_client("0" * 64)
     time.sleep(1.5)
     check(request("GET", "/hello", DOMAIN)[0].status != 200, "a client with a wrong key serves nothing")
-    bad.kill(); bad.wait()
+    gw.terminate(bad, "client with a wrong key")
 
     client = start_client(key)
     check(wait_status("/hello", 200), f"tunnel up over {TRANSPORT}: GET /hello -> 200")
@@ -170,7 +170,7 @@ try:
     new_key = body.get("client_api_key", "")
     check(st == 200 and len(new_key) == 64 and new_key != key, "rotate -> a new key")
     check(wait_status("/hello", 502, 10), "rotating drops the live tunnel (old key)")
-    client.kill(); client.wait()
+    gw.terminate(client, "client whose key was rotated")
     client = start_client(new_key)
     check(wait_status("/hello", 200, 20), "the new key connects")
     key = new_key

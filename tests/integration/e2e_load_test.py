@@ -171,9 +171,7 @@ def start(args, name):
 
 
 def stop(p):
-    if p.poll() is None:
-        p.kill()
-    p.wait(timeout=10)
+    gw.terminate(p)
 
 
 def rss(pid):

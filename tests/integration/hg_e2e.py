@@ -4,7 +4,7 @@ HTTPS requests and admin calls against it, starting hopgate-client, and the fina
 
 The test scripts are run as `python3 <dir>/<script>.py`, so this module is importable from their
 directory. Every wait here is bounded."""
-import http.client, json, os, shutil, ssl, subprocess, sys, tempfile, time
+import http.client, json, os, shutil, signal, ssl, subprocess, sys, tempfile, time
 
 failures = []
 
@@ -102,14 +102,25 @@ class Gateway:
             time.sleep(0.2)
         return False
 
+    def terminate(self, p, what=None, timeout=15):
+        """Stops `p` with SIGTERM as systemd would and checks that it exits 0 within `timeout`."""
+        what = what or os.path.basename(p.args[0])
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            code = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+            code = "no exit within %d s" % timeout
+        return check(code == 0, f"{what} exits 0 on SIGTERM (status {code})")
+
     def stop_all(self):
+        """Stops every process still running with SIGTERM and checks each exits 0; a process
+        that does not stop in time is killed and recorded as a failure."""
         for p in self.procs:
             if p.poll() is None:
-                p.kill()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+                self.terminate(p)
 
     def finish(self, tail=4000):
         """Prints the result (with the tail of every log when something failed), removes the
