@@ -173,6 +173,11 @@ try:
     gw.terminate(client, "client whose key was rotated")
     client = start_client(new_key)
     check(wait_status("/hello", 200, 20), "the new key connects")
+    # A client with a live tunnel stops cleanly (it used to die of SIGSEGV in Agent::stop).
+    gw.terminate(client, "client with a live tunnel")
+    check(wait_status("/hello", 502, 10), "the stopped client's tunnel is gone")
+    client = start_client(new_key)
+    check(wait_status("/hello", 200, 20), "a restarted client serves again")
     key = new_key
 
     st, _ = admin("POST", "/api/v1/admin/domains/unregister", {"domain": DOMAIN, "client_api_key": key})
