@@ -1,6 +1,9 @@
 # Registry tests. The PostgreSQL half runs against a private server that the `pg_server` ctest
 # fixture starts and stops (scripts/pg-test-server.sh); its DSN reaches the test through
 # HG_TEST_PG_DSN. The port is derived from the build directory so two build trees can test at once.
+# The cluster's data and socket directories live under /tmp (named after the same hash), not under
+# the build tree: the server runs as the `postgres` user, which cannot reach a checkout under a
+# directory other users cannot traverse (a clone under `mktemp -d`, a 0700 home directory).
 find_package(SQLite3 REQUIRED)
 find_package(PostgreSQL REQUIRED)
 
@@ -19,7 +22,7 @@ string(SUBSTRING "${_hg_pg_hash}" 0 4 _hg_pg_hex)
 math(EXPR HG_PG_TEST_PORT "20000 + (0x${_hg_pg_hex} % 10000)")
 set(_hg_pg_script ${PROJECT_SOURCE_DIR}/scripts/pg-test-server.sh)
 set(_hg_pg_env
-  "HG_PG_DIR=${CMAKE_BINARY_DIR}/pg-test"
+  "HG_PG_DIR=/tmp/hopgate-pg-test-${_hg_pg_hex}"
   "HG_PG_PORT=${HG_PG_TEST_PORT}"
   "HG_PG_SCRIPT=${_hg_pg_script}"
   "HG_TEST_PG_DSN=postgres://hopgate@127.0.0.1:${HG_PG_TEST_PORT}/hopgate_test")
