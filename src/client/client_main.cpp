@@ -101,6 +101,9 @@ int client_main(int argc, const char* const* argv) {
     auto out = std::make_shared<core::LogOutput>(*level);
     core::Logger log(out, "client");
     boost::asio::io_context io;
+    // Taken over before the first dial (which may block on a name lookup): an early SIGTERM is a
+    // clean stop once the loop runs, not the default action.
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     std::unique_ptr<Agent> agent;
     try {
         agent = std::make_unique<Agent>(io, a, log);
@@ -109,7 +112,6 @@ int client_main(int argc, const char* const* argv) {
         return 1;
     }
     agent->start();
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int) {
         if (!ec) {
             agent->stop();

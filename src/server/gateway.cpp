@@ -252,10 +252,29 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
                 names.push_back(n);
             }
         }
-        auto pem = tls::generate_self_signed(names);
         const auto dir = std::filesystem::absolute(cfg.cert_dir);
         cert_path = (dir / "hopgate-selfsigned.crt").string();
         const std::string key_path = (dir / "hopgate-selfsigned.key").string();
+        // Reuse the certificate of an earlier run while it is valid for another week and covers
+        // every name: clients pinned to it with --ca-file must reconnect after a restart.
+        std::string why_new = "none stored";
+        if (std::filesystem::exists(cert_path) || std::filesystem::exists(key_path)) {
+            std::string load_why;
+            auto stored = tls::CertifiedKey::from_files(cert_path, key_path, &load_why);
+            if (stored) {
+                why_new = tls::unfit_for(**stored, names, std::chrono::hours(24 * 7));
+                if (why_new.empty()) {
+                    log.warn("no certificate configured: reusing the stored self-signed one "
+                             "(clients need --ca-file)",
+                             {{"path", cert_path}});
+                    return *stored;
+                }
+            } else {
+                why_new = "stored one unreadable: " + load_why;
+            }
+        }
+        log.info("generating a self-signed certificate", {{"path", cert_path}, {"why", why_new}});
+        auto pem = tls::generate_self_signed(names);
         std::ofstream(cert_path) << pem.cert_pem;
         {
             std::ofstream k(key_path);

@@ -250,6 +250,10 @@ int server_main(int argc, const char* const* argv) {
     g.acme = acme;
 
     boost::asio::io_context io;
+    // Signals are taken over before anything is announced: a SIGTERM that arrives while the
+    // server starts (or right after the ports line) is handled as a graceful stop once the loop
+    // runs, not by the default action.
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     std::unique_ptr<Gateway> gw;
     try {
         gw = std::make_unique<Gateway>(io, g, log);
@@ -261,7 +265,6 @@ int server_main(int argc, const char* const* argv) {
     std::cout << "{\"https\":" << gw->https_port() << ",\"http\":" << gw->http_port()
               << ",\"dtls\":" << gw->dtls_port() << ",\"tunnel\":" << gw->tunnel_port()
               << ",\"certificate\":\"" << gw->certificate_path() << "\"}" << std::endl;
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     bool draining = false;
     // First signal: graceful drain. A second one: stop at once.
     std::function<void(const boost::system::error_code&, int)> on_signal =

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <ctime>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -70,6 +71,30 @@ bool is_ip_literal(std::string_view name) {
     }
     ASN1_OCTET_STRING_free(ip);
     return true;
+}
+
+std::string unfit_for(const CertifiedKey& ck, const std::vector<std::string>& names,
+                      std::chrono::seconds margin) {
+    X509* leaf = ck.leaf();
+    if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0) {
+        return "not valid yet";
+    }
+    std::time_t horizon = std::time(nullptr) + static_cast<std::time_t>(margin.count());
+    if (X509_cmp_time(X509_get0_notAfter(leaf), &horizon) <= 0) {
+        return margin.count() > 0 ? "expired or expiring within " +
+                                        std::to_string(margin.count() / 86400) + " days"
+                                  : "expired";
+    }
+    for (const auto& n : names) {
+        const int hit = is_ip_literal(n)
+                            ? X509_check_ip_asc(leaf, n.c_str(), 0)
+                            : X509_check_host(leaf, n.data(), n.size(), 0, nullptr);
+        if (hit != 1) {
+            ERR_clear_error();
+            return "does not cover " + n;
+        }
+    }
+    return {};
 }
 
 PemPair generate_self_signed(std::vector<std::string> names, std::chrono::seconds validity) {

@@ -64,6 +64,12 @@ class CertifiedKey {
     EvpPkeyPtr key_;
 };
 
+// Why `ck` cannot serve `names` until `margin` from now: "" when it can, else one line naming the
+// first problem (not yet valid, expired or expiring within the margin, a name it does not cover).
+// Names are matched like a client would: dNSName with wildcards, IP literals against iPAddress.
+std::string unfit_for(const CertifiedKey& ck, const std::vector<std::string>& names,
+                      std::chrono::seconds margin);
+
 // True when `name` is an IPv4 or IPv6 literal (as accepted by OpenSSL's a2i_IPADDRESS).
 bool is_ip_literal(std::string_view name);
 

@@ -76,6 +76,31 @@ TEST(Certs, LoadErrors) {
                  Error);
 }
 
+// Pins: a stored certificate is reused only while it is valid past the margin and covers every
+// name (wildcards and IP literals matched as a client would); otherwise the reason says why.
+TEST(Certs, UnfitForNamesAndValidity) {
+    const PemPair& id = server_identity();
+    auto ck = CertifiedKey::from_pem(id.cert_pem, id.key_pem);
+    ASSERT_TRUE(ck.ok());
+    const std::chrono::seconds week = std::chrono::hours(24 * 7);
+    EXPECT_EQ(unfit_for(**ck, {"tunnel.example.com", "a.tunnel.example.com", "127.0.0.1", "::1"},
+                        week),
+              "");
+    EXPECT_EQ(unfit_for(**ck, {"tunnel.example.com", "other.example.com"}, week),
+              "does not cover other.example.com");
+    EXPECT_EQ(unfit_for(**ck, {"127.0.0.2"}, week), "does not cover 127.0.0.2");
+    EXPECT_EQ(unfit_for(**ck, {"a.b.tunnel.example.com"}, week),
+              "does not cover a.b.tunnel.example.com");  // a wildcard spans one label
+    // Valid for about a year: not fit when it must last two.
+    EXPECT_NE(unfit_for(**ck, {"tunnel.example.com"}, std::chrono::hours(24 * 730)).find("expir"),
+              std::string::npos);
+    // A certificate that already expired.
+    auto old_pem = generate_self_signed({"old.example.com"}, std::chrono::seconds(-30));
+    auto old_ck = CertifiedKey::from_pem(old_pem.cert_pem, old_pem.key_pem);
+    ASSERT_TRUE(old_ck.ok());
+    EXPECT_EQ(unfit_for(**old_ck, {"old.example.com"}, std::chrono::seconds(0)), "expired");
+}
+
 // Pins: CertStore lookup order exact > wildcard (one label) > default, case-insensitive.
 TEST(CertStore, SelectionOrder) {
     auto a = *CertifiedKey::from_pem(server_identity().cert_pem, server_identity().key_pem);
