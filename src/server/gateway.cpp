@@ -85,6 +85,9 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         : io(io_), cfg(std::move(c)), log(std::move(l)) {}
 
     void start() {
+        // The certificate first: a start-up that fails on it must not have created the database.
+        auto store = std::make_shared<tls::CertStore>();
+        store->set_default(load_certificate());
         registry::RegistryConfig rc;
         rc.dsn = cfg.db_dsn;  // empty: SQLite file in the working directory
         rc.max_open_conns = cfg.db_max_conns;
@@ -114,8 +117,6 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             log.warn("HOP_ADMIN_API_KEY is empty: the admin API is disabled");
         }
 
-        auto store = std::make_shared<tls::CertStore>();
-        store->set_default(load_certificate());
         const bool use_acme = cfg.acme.enabled && cfg.cert_file.empty();
         if (use_acme) {
             start_acme(store);
@@ -238,7 +239,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         if (!cfg.cert_file.empty()) {
             auto ck = tls::CertifiedKey::from_files(cfg.cert_file, cfg.key_file, &why);
             if (!ck) {
-                throw std::runtime_error("certificate " + cfg.cert_file + ": " + why);
+                throw std::runtime_error("HOP_SERVER_TLS_CERT/HOP_SERVER_TLS_KEY (--tls-cert/--tls-key): " + why);
             }
             cert_path = cfg.cert_file;
             return *ck;

@@ -240,6 +240,14 @@ int server_main(int argc, const char* const* argv) {
     g.cert_file = cfg.get_string("HOP_SERVER_TLS_CERT");
     g.key_file = cfg.get_string("HOP_SERVER_TLS_KEY");
     g.cert_dir = cfg.get_string("HOP_SERVER_CERT_DIR");
+    if (g.cert_file.empty() != g.key_file.empty()) {
+        std::cerr << "hopgate-server: "
+                  << (g.cert_file.empty()
+                          ? "HOP_SERVER_TLS_KEY (--tls-key) is set but HOP_SERVER_TLS_CERT (--tls-cert) is not"
+                          : "HOP_SERVER_TLS_CERT (--tls-cert) is set but HOP_SERVER_TLS_KEY (--tls-key) is not")
+                  << ": give both, or neither for a self-signed certificate\n";
+        return 1;
+    }
     g.admin_key = cfg.get_string("HOP_ADMIN_API_KEY");
     g.admin_allow_cidrs = cfg.get_string("HOP_ADMIN_ALLOW_CIDRS");
     g.db_dsn = cfg.get_string("HOP_DB_DSN");

@@ -7,8 +7,13 @@
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <ctime>
 #include <fstream>
 #include <limits>
@@ -254,16 +259,38 @@ core::Result<std::shared_ptr<const CertifiedKey>> CertifiedKey::from_pem(
                                                 std::move(*key));
 }
 
+namespace {
+// "cannot read PATH: REASON", with the operating system's reason when there is one.
+std::string read_problem(const std::string& what, const std::string& path, std::error_code ec) {
+    if (path.empty()) {
+        return what + ": no file given";
+    }
+    std::string reason = ec.message();
+    if (ec == make_error_code(Errc::kIo)) {
+        std::error_code fs_ec;
+        const auto st = std::filesystem::status(path, fs_ec);
+        if (fs_ec) {
+            reason = fs_ec.message();
+        } else if (std::filesystem::is_directory(st)) {
+            reason = "is a directory";
+        } else if (::access(path.c_str(), R_OK) != 0) {
+            reason = std::strerror(errno);
+        }
+    }
+    return "cannot read " + what + " " + path + ": " + reason;
+}
+}  // namespace
+
 core::Result<std::shared_ptr<const CertifiedKey>> CertifiedKey::from_files(
     const std::string& cert_path, const std::string& key_path, std::string* why) {
     auto cert = read_pem_file(cert_path);
     if (!cert) {
-        set_why(why, "cannot read " + cert_path + ": " + cert.error().message());
+        set_why(why, read_problem("certificate", cert_path, cert.error()));
         return cert.error();
     }
     auto key = read_pem_file(key_path);
     if (!key) {
-        set_why(why, "cannot read " + key_path + ": " + key.error().message());
+        set_why(why, read_problem("key", key_path, key.error()));
         return key.error();
     }
     return from_pem(*cert, *key, why);

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Start-up errors of hopgate-server as an operator meets them: each bad certificate setting ends
+the process with exit 1 and one line on stderr that names the setting, the value and the
+operating system's reason, and nothing (no hopgate.db) is written before the configuration is
+valid. Usage: startup_errors_test.py <bin-dir>."""
+import os, subprocess, sys, tempfile
+
+BIN = os.path.abspath(sys.argv[1])
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+work = tempfile.mkdtemp(prefix="hopgate-startup-")
+garbage = os.path.join(work, "garbage.pem")
+with open(garbage, "w") as f:
+    f.write("not a certificate\n")
+listen = ["--http-listen", "127.0.0.1:0", "--https-listen", "127.0.0.1:0",
+          "--dtls-listen", "127.0.0.1:0", "--tunnel-listen", "127.0.0.1:0"]
+cases = [
+    (["--tls-cert", garbage], ["HOP_SERVER_TLS_CERT", "--tls-key", "is not"]),
+    (["--tls-key", garbage], ["HOP_SERVER_TLS_KEY", "--tls-cert", "is not"]),
+    (["--tls-cert", "/nonexistent/c.pem", "--tls-key", garbage],
+     ["--tls-cert", "/nonexistent/c.pem", "No such file or directory"]),
+    (["--tls-cert", work, "--tls-key", garbage], ["--tls-cert", work, "is a directory"]),
+    (["--tls-cert", garbage, "--tls-key", garbage], ["--tls-cert", "no certificate found"]),
+]
+for args, want in cases:
+    r = subprocess.run([f"{BIN}/hopgate-server", *listen, *args], cwd=work, capture_output=True,
+                       text=True, timeout=30)
+    err = r.stderr.strip()
+    check(r.returncode == 1 and all(w in err for w in want) and "/usr/include" not in err,
+          f"{' '.join(args)} -> exit 1 naming {want} (exit {r.returncode}: {err[-300:]})")
+    check(not os.path.exists(os.path.join(work, "hopgate.db")),
+          "no database file written by a start-up that failed")
+
+if not failures:
+    import shutil
+    shutil.rmtree(work, ignore_errors=True)
+print(f"{len(failures)} failed" if failures else "all checks passed")
+sys.exit(1 if failures else 0)
