@@ -117,7 +117,19 @@ void Agent::on_dial(net::TransportKind kind, std::shared_ptr<net::Tunnel> t,
         return;
     }
     if (!t) {
-        log_.warn("connect failed", {{"transport", net::transport_name(kind)}, {"error", err}});
+        if (err.find("certificate verify failed") != std::string::npos) {
+            log_.warn("connect failed",
+                      {{"transport", net::transport_name(kind)},
+                       {"error", err},
+                       {"hint", "the server's certificate is not trusted or not made for '" +
+                                    cfg_.server_name +
+                                    "': for a self-signed server pass --ca-file with its "
+                                    "certificate (hopgate-selfsigned.crt in the server's "
+                                    "--cert-dir), and --server-name with a name that certificate "
+                                    "covers when --server-addr is an IP address or another name"}});
+        } else {
+            log_.warn("connect failed", {{"transport", net::transport_name(kind)}, {"error", err}});
+        }
         if (cfg_.transport == TransportChoice::kAuto && kind == net::TransportKind::kDtls) {
             dial(net::TransportKind::kTls);  // UDP blocked or filtered: fall back at once
             return;

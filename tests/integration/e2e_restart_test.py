@@ -51,6 +51,23 @@ try:
     client = gw.start_client(DOMAIN, key, local.server_address[1], TRANSPORT, "client.log")
     check(gw.wait_status("/", DOMAIN, 200, 30), f"tunnel up over {TRANSPORT}")
 
+    # A client that does not trust the self-signed certificate is told what to do.
+    untrusting = gw.start([f"{BIN}/hopgate-client", "--server-addr", f"127.0.0.1:{ports['dtls']}",
+                           "--server-tls-port", str(ports["tunnel"]), "--domain", DOMAIN,
+                           "--api-key", key, "--transport", TRANSPORT,
+                           "--local-target", f"127.0.0.1:{local.server_address[1]}"],
+                          "client-untrusting.log")
+    hint = []
+    for _ in range(50):
+        hint = [l.get("hint", "") for l in gw.log_lines("client-untrusting.log")
+                if l.get("msg") == "connect failed" and "verify" in l.get("error", "")]
+        if hint:
+            break
+        threading.Event().wait(0.2)
+    check(hint and "--ca-file" in hint[0] and "--server-name" in hint[0],
+          f"a certificate verify failure tells the operator to pass --ca-file / --server-name ({hint[:1]})")
+    gw.terminate(untrusting, "client without --ca-file")
+
     gw.terminate(server, "server (first run)")
     same_ports = ["--http-listen", f"127.0.0.1:{ports['http']}",
                   "--https-listen", f"127.0.0.1:{ports['https']}",
