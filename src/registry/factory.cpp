@@ -1,5 +1,6 @@
 #include "registry/factory.hpp"
 
+#include <filesystem>
 #include <system_error>
 
 #include "registry/error.hpp"
@@ -27,6 +28,36 @@ core::Result<ParsedDsn> parse_dsn(std::string_view dsn) {
         return ParsedDsn{Backend::kPostgres, std::string(dsn)};
     }
     return Errc::kInvalidDsn;
+}
+
+std::string describe_dsn(std::string_view dsn) {
+    auto parsed = parse_dsn(dsn);
+    if (!parsed) {
+        return "invalid DSN";
+    }
+    if (parsed->backend == Backend::kSqlite) {
+        std::error_code ec;
+        auto abs = std::filesystem::absolute(parsed->target, ec);
+        return "SQLite " + (ec ? parsed->target : abs.string());
+    }
+    // postgres://user:password@host/db?...: the userinfo ends at the last '@' before the path.
+    std::string out = parsed->target;
+    const std::size_t scheme_end = out.find("://") + 3;
+    const std::size_t path_start = out.find_first_of("/?", scheme_end);
+    const std::size_t at = out.rfind('@', path_start == std::string::npos ? out.size() : path_start);
+    if (at != std::string::npos && at > scheme_end) {
+        const std::size_t colon = out.find(':', scheme_end);
+        if (colon != std::string::npos && colon < at) {
+            out.replace(colon + 1, at - colon - 1, "***");
+        }
+    }
+    // A password among the query parameters.
+    for (std::size_t pos = out.find("password="); pos != std::string::npos;
+         pos = out.find("password=", pos + 1)) {
+        const std::size_t end = out.find('&', pos);
+        out.replace(pos + 9, (end == std::string::npos ? out.size() : end) - pos - 9, "***");
+    }
+    return "PostgreSQL " + out;
 }
 
 std::unique_ptr<Registry> open_registry(const RegistryConfig& config) {

@@ -26,6 +26,10 @@ struct ParsedDsn {
 // kInvalidDsn for an unknown scheme, an empty SQLite path, or a path with '?' or NUL.
 core::Result<ParsedDsn> parse_dsn(std::string_view dsn);
 
+// The database a DSN names, for messages: "SQLite <absolute path>" or the PostgreSQL URL with
+// its password replaced by "***". Never contains a password; "invalid DSN" when unparsable.
+std::string describe_dsn(std::string_view dsn);
+
 struct RegistryConfig {
     std::string dsn;                 // HOP_DB_DSN
     std::size_t max_open_conns = 4;  // HOP_DB_MAX_OPEN_CONNS: pool size of either backend

@@ -138,11 +138,40 @@ core::ConfigSchema schema() {
 
 }  // namespace
 
+namespace {
+
+// Where a subcommand ("domain", "cert") starts in argv, or argc. Subcommands parse their own
+// flags (`domain add x --memo T`), so the server's parser sees only what comes before: the
+// first argument that is neither a flag nor the value of a flag that takes one.
+int subcommand_index(const core::ConfigSchema& sch, int argc, const char* const* argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view a = argv[i];
+        if (a == "--") {
+            return argc;
+        }
+        if (a.starts_with("-")) {
+            if (a.find('=') == std::string_view::npos) {
+                const auto* spec = sch.find_flag(a);
+                if (spec != nullptr && spec->type != OptionType::kBool) {
+                    ++i;  // the flag's value
+                }
+            }
+            continue;
+        }
+        return (a == "domain" || a == "cert") ? i : argc;
+    }
+    return argc;
+}
+
+}  // namespace
+
 int server_main(int argc, const char* const* argv) {
     const auto sch = schema();
+    const int sub = subcommand_index(sch, argc, argv);
+    std::vector<std::string> sub_args(argv + sub, argv + argc);  // "domain", "add", ...
     core::Config cfg;
     try {
-        cfg = core::load_process_config(sch, argc, argv, "HOP_SERVER_");
+        cfg = core::load_process_config(sch, sub, argv, "HOP_SERVER_");
     } catch (const core::ConfigError& e) {
         std::cerr << "hopgate-server: configuration error:\n" << e.what() << "\n";
         return 1;
@@ -193,7 +222,7 @@ int server_main(int argc, const char* const* argv) {
     acme.retry_max = std::chrono::seconds(cfg.get_int("HOP_ACME_RETRY_MAX_SECONDS"));
     acme.max_orders_per_hour = static_cast<int>(cfg.get_int("HOP_ACME_MAX_ORDERS_PER_HOUR"));
 
-    const auto& pos = cfg.positional();
+    const auto& pos = sub < argc ? sub_args : cfg.positional();
     if (!pos.empty() && pos[0] == "cert") {
         std::vector<std::string> args(pos.begin() + 1, pos.end());
         return run_cert_cli(args, acme, cfg.get_address("HOP_SERVER_HTTP_LISTEN").to_string(),
@@ -204,8 +233,15 @@ int server_main(int argc, const char* const* argv) {
             registry::RegistryConfig rc;
             rc.dsn = cfg.get_string("HOP_DB_DSN");  // empty: SQLite file in the working directory
             rc.max_open_conns = static_cast<std::size_t>(cfg.get_int("HOP_DB_MAX_OPEN_CONNS"));
-            auto reg = registry::open_registry(rc);
             std::vector<std::string> args(pos.begin() + 1, pos.end());
+            if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+                std::cout << admin::domain_cli_usage();
+                return args.empty() ? 2 : 0;
+            }
+            // Which database: the answer differs between a shell and the service's environment.
+            std::cerr << "hopgate-server: using database " << registry::describe_dsn(rc.dsn)
+                      << " (HOP_DB_DSN)\n";
+            auto reg = registry::open_registry(rc);
             return admin::run_domain_cli(args, *reg, std::cout, std::cerr);
         } catch (const std::exception& e) {
             std::cerr << "hopgate-server: " << e.what() << "\n";

@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <set>
 #include <string>
 
 #include "registry/error.hpp"
+#include "registry/factory.hpp"
 #include "registry/key.hpp"
 
 namespace hopgate::registry {
@@ -167,4 +169,17 @@ TEST(Keys, Uuid) {
 }
 
 }  // namespace
+// Pins: describe_dsn names the database for operators without ever showing a password.
+TEST(DescribeDsn, NamesTheDatabaseWithoutPasswords) {
+    EXPECT_EQ(describe_dsn("sqlite:///var/lib/hopgate/hg.db"), "SQLite /var/lib/hopgate/hg.db");
+    EXPECT_EQ(describe_dsn(""), "SQLite " + (std::filesystem::current_path() / "hopgate.db").string());
+    EXPECT_EQ(describe_dsn("postgres://hop:s3cret@db.internal:5432/hopgate?sslmode=require"),
+              "PostgreSQL postgres://hop:***@db.internal:5432/hopgate?sslmode=require");
+    EXPECT_EQ(describe_dsn("postgresql://hop@db/hopgate?password=s3cret&sslmode=disable"),
+              "PostgreSQL postgresql://hop@db/hopgate?password=***&sslmode=disable");
+    EXPECT_EQ(describe_dsn("postgres://db/hopgate"), "PostgreSQL postgres://db/hopgate");
+    EXPECT_EQ(describe_dsn("mysql://x"), "invalid DSN");
+    EXPECT_EQ(describe_dsn("postgres://a:p@ss@host/db").find("p@ss"), std::string::npos);
+}
+
 }  // namespace hopgate::registry
