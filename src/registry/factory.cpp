@@ -75,6 +75,8 @@ std::unique_ptr<Registry> open_registry(const RegistryConfig& config) {
     PgOptions o;
     o.dsn = parsed->target;
     o.pool_size = config.max_open_conns;
+    o.max_idle = config.max_idle_conns;
+    o.max_lifetime = config.conn_max_lifetime;
     return std::make_unique<PgRegistry>(std::move(o));
 }
 

@@ -6,6 +6,7 @@
 //   postgres://user:pw@host:5432/db?sslmode=require   PostgreSQL (also postgresql://)
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -33,6 +34,8 @@ std::string describe_dsn(std::string_view dsn);
 struct RegistryConfig {
     std::string dsn;                 // HOP_DB_DSN
     std::size_t max_open_conns = 4;  // HOP_DB_MAX_OPEN_CONNS: pool size of either backend
+    std::size_t max_idle_conns = 4;  // HOP_DB_MAX_IDLE_CONNS: kept open while unused (PostgreSQL)
+    std::chrono::seconds conn_max_lifetime{0};  // HOP_DB_CONN_MAX_LIFETIME (PostgreSQL), 0 = never
 };
 
 // Opens (and migrates) the registry. A start-up step: throws std::system_error with an Errc and

@@ -249,7 +249,8 @@ PgRegistry::PgRegistry(PgOptions options) : impl_(std::make_unique<Impl>()) {
     }
     impl_->migrate(**first);
     impl_->pool = std::make_unique<detail::ConnPool<Conn>>(
-        impl_->opts.pool_size, [impl = impl_.get()] { return impl->connect(); }, healthy);
+        impl_->opts.pool_size, [impl = impl_.get()] { return impl->connect(); }, healthy,
+        impl_->opts.max_idle, impl_->opts.max_lifetime);
 }
 
 PgRegistry::~PgRegistry() = default;

@@ -20,6 +20,8 @@ namespace hopgate::registry {
 struct PgOptions {
     std::string dsn;  // a libpq URI (postgres://user:pass@host:port/db?...) or key=value string
     std::size_t pool_size = 4;
+    std::size_t max_idle = 4;              // connections kept open while unused
+    std::chrono::seconds max_lifetime{0};  // a connection this old is closed, not reused; 0 = never
     std::chrono::milliseconds acquire_timeout{5000};     // wait for a free pooled connection
     std::chrono::seconds connect_timeout{5};             // unless the DSN sets connect_timeout
     std::chrono::milliseconds statement_timeout{10000};  // unless the DSN sets options

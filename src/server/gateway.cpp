@@ -91,6 +91,8 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         registry::RegistryConfig rc;
         rc.dsn = cfg.db_dsn;  // empty: SQLite file in the working directory
         rc.max_open_conns = cfg.db_max_conns;
+        rc.max_idle_conns = cfg.db_max_idle_conns;
+        rc.conn_max_lifetime = cfg.db_conn_max_lifetime;
         reg = registry::open_registry(rc);
         pages = std::make_unique<Pages>(cfg.error_pages_dir, cfg.error_assets_dir,
                                         cfg.control_domain);

@@ -35,6 +35,8 @@ struct GatewayConfig {
     std::string admin_allow_cidrs;
     std::string db_dsn;  // empty: SQLite file hopgate.db in the working directory
     std::size_t db_max_conns = 4;
+    std::size_t db_max_idle_conns = 4;             // HOP_DB_MAX_IDLE_CONNS
+    std::chrono::seconds db_conn_max_lifetime{0};  // HOP_DB_CONN_MAX_LIFETIME, 0 = never
     std::vector<std::string> expect_ips;
     std::string cert_file;  // PEM chain for the HTTPS/tunnel certificate (else self-signed)
     std::string key_file;

@@ -90,6 +90,14 @@ core::ConfigSchema schema() {
     s.add({.env = "HOP_DB_MAX_OPEN_CONNS", .flag = "--db-max-open-conns",
            .type = OptionType::kInt, .default_value = "4", .help = "registry connection pool",
            .min = 1, .max = 256});
+    s.add({.env = "HOP_DB_MAX_IDLE_CONNS", .flag = "--db-max-idle-conns",
+           .type = OptionType::kInt, .default_value = "4",
+           .help = "pooled registry connections kept open while unused (PostgreSQL)", .min = 0,
+           .max = 256});
+    s.add({.env = "HOP_DB_CONN_MAX_LIFETIME", .flag = "--db-conn-max-lifetime",
+           .type = OptionType::kDuration, .default_value = "0",
+           .help = "close a pooled registry connection after this age, e.g. 30m (0 = never)",
+           .min = 0, .max = 86400 * 30});
     s.add({.env = "HOP_ACME_EXPECT_IPS", .flag = "--expect-ips", .type = OptionType::kList,
            .default_value = "",
            .help = "if set, a tunnel's domain must resolve to one of these IPs"});
@@ -233,6 +241,7 @@ int server_main(int argc, const char* const* argv) {
             registry::RegistryConfig rc;
             rc.dsn = cfg.get_string("HOP_DB_DSN");  // empty: SQLite file in the working directory
             rc.max_open_conns = static_cast<std::size_t>(cfg.get_int("HOP_DB_MAX_OPEN_CONNS"));
+            rc.max_idle_conns = static_cast<std::size_t>(cfg.get_int("HOP_DB_MAX_IDLE_CONNS"));
             std::vector<std::string> args(pos.begin() + 1, pos.end());
             if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
                 std::cout << admin::domain_cli_usage();
@@ -288,6 +297,9 @@ int server_main(int argc, const char* const* argv) {
     g.admin_allow_cidrs = cfg.get_string("HOP_ADMIN_ALLOW_CIDRS");
     g.db_dsn = cfg.get_string("HOP_DB_DSN");
     g.db_max_conns = static_cast<std::size_t>(cfg.get_int("HOP_DB_MAX_OPEN_CONNS"));
+    g.db_max_idle_conns = static_cast<std::size_t>(cfg.get_int("HOP_DB_MAX_IDLE_CONNS"));
+    g.db_conn_max_lifetime = std::chrono::duration_cast<std::chrono::seconds>(
+        cfg.get_duration("HOP_DB_CONN_MAX_LIFETIME"));
     g.expect_ips = cfg.get_list("HOP_ACME_EXPECT_IPS");
     g.error_pages_dir = cfg.get_string("HOP_ERROR_PAGES_DIR");
     g.error_assets_dir = cfg.get_string("HOP_ERROR_ASSETS_DIR");

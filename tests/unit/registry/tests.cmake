@@ -9,6 +9,7 @@ find_package(PostgreSQL REQUIRED)
 
 hg_test(unit_registry LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/domain_test.cpp ${CMAKE_CURRENT_LIST_DIR}/async_registry_test.cpp
+          ${CMAKE_CURRENT_LIST_DIR}/pool_test.cpp
   LIBS hg_registry)
 hg_test(unit_registry_sqlite LABEL unit
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/registry_sqlite_test.cpp
