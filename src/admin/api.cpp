@@ -417,6 +417,9 @@ Response AdminApi::handle(const Request& req) const {
             if (error) {
                 return *error;
             }
+            if (auto why = reserved_message(options_.reserved, *name)) {
+                return fail(409, *why);
+            }
             auto r = registry_.register_domain(*name, memo.value_or(""));
             if (!r) {
                 return from_error(r.error(), retry);

@@ -15,9 +15,9 @@
 // Status codes: 400 malformed JSON / invalid domain (with the reason) / bad parameter, 401 missing
 // or wrong bearer token, 429 too many wrong tokens from this source (Retry-After), 403 source
 // address not allowed or client_api_key mismatch, 404 unknown domain or route (and every route
-// while the API is disabled), 405 wrong method (with Allow), 409 duplicate, 413 body over max_body,
-// 415 POST without application/json, 503 database unavailable or overloaded (with Retry-After). 500
-// only for a bug.
+// while the API is disabled), 405 wrong method (with Allow), 409 duplicate or reserved name
+// (AdminOptions::reserved), 413 body over max_body, 415 POST without application/json, 503
+// database unavailable or overloaded (with Retry-After). 500 only for a bug.
 #pragma once
 
 #include <cstddef>
@@ -30,6 +30,7 @@
 
 #include "admin/cidr.hpp"
 #include "admin/failure_limiter.hpp"
+#include "admin/reserved.hpp"
 #include "core/time.hpp"
 
 namespace hopgate::registry {
@@ -71,6 +72,9 @@ inline constexpr std::string_view kAdminPathPrefix = "/api/v1/admin/";
 struct AdminOptions {
     std::string api_key;  // HOP_ADMIN_API_KEY; empty disables the API
     CidrList allow;       // HOP_ADMIN_ALLOW_CIDRS; empty allows every source
+    // The control domain and HOP_SERVER_PROXY_DOMAINS: register answers 409 for them (the other
+    // routes still work, so a name registered before it became reserved can be removed).
+    std::vector<ReservedName> reserved;
     std::size_t max_body = kDefaultMaxBody;
     int retry_after_seconds = 5;  // on 503
     // Wrong bearer tokens per source (needs Request::remote): past the budget, 429 until the

@@ -85,7 +85,7 @@ std::string domain_cli_usage() {
 }
 
 int run_domain_cli(std::span<const std::string> args, registry::Registry& registry,
-                   std::ostream& out, std::ostream& err) {
+                   std::ostream& out, std::ostream& err, std::span<const ReservedName> reserved) {
     Parsed p = parse(args);
     if (p.command == "help" || p.command == "--help") {
         out << domain_cli_usage();
@@ -174,6 +174,12 @@ int run_domain_cli(std::span<const std::string> args, registry::Registry& regist
 
     const std::string& domain = p.positional.front();
     if (p.command == "add") {
+        if (auto name = reg::normalize_domain(domain)) {
+            if (auto why = reserved_message(reserved, *name)) {
+                err << "error: " << *why << "\n";
+                return 1;
+            }
+        }
         auto r = registry.register_domain(domain, p.memo.value_or(""));
         if (!r) {
             return failed(err, r.error());

@@ -9,6 +9,8 @@
 #include <span>
 #include <string>
 
+#include "admin/reserved.hpp"
+
 namespace hopgate::registry {
 class Registry;
 }
@@ -19,9 +21,11 @@ namespace hopgate::admin {
 // Options: --memo TEXT (add), --limit N and --after DOMAIN (list; without --limit every page is
 // printed), --json (any command: one JSON object on `out`). Results go to `out`, diagnostics to
 // `err`. Returns the exit code: 0 success, 1 the operation failed (unknown domain, duplicate,
-// database unavailable), 2 usage error.
+// a `reserved` name for add, database unavailable), 2 usage error. `reserved`: the control
+// domain and HOP_SERVER_PROXY_DOMAINS, which `add` refuses.
 int run_domain_cli(std::span<const std::string> args, registry::Registry& registry,
-                   std::ostream& out, std::ostream& err);
+                   std::ostream& out, std::ostream& err,
+                   std::span<const ReservedName> reserved = {});
 
 // The usage text printed for `domain help` and on usage errors.
 std::string domain_cli_usage();

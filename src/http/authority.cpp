@@ -332,6 +332,65 @@ core::Result<Authority> parse_authority(std::string_view in) {
 
 std::string route_key(const Authority& a) { return a.host; }
 
+core::Result<RequestAuthority> request_authority(std::span<const std::string_view> hosts,
+                                                 std::string_view target, bool http11) {
+    if (hosts.size() > 1) {
+        return Errc::kHostRepeated;
+    }
+    // Absolute-form (RFC 9112 §3.2.2): the scheme decides the default port.
+    std::uint16_t default_port = 0;
+    std::string_view rest;
+    for (const auto& [scheme, port] : {std::pair<std::string_view, std::uint16_t>{"http://", 80},
+                                       std::pair<std::string_view, std::uint16_t>{"https://", 443}}) {
+        if (target.size() >= scheme.size()) {
+            bool same = true;
+            for (std::size_t i = 0; i < scheme.size(); ++i) {
+                same = same && to_lower(target[i]) == scheme[i];
+            }
+            if (same) {
+                default_port = port;
+                rest = target.substr(scheme.size());
+            }
+        }
+    }
+    RequestAuthority out;
+    if (default_port == 0) {
+        if (hosts.empty()) {
+            return Errc::kHostMissing;
+        }
+        auto a = parse_authority(hosts.front());
+        if (!a) {
+            return a.error();
+        }
+        out.authority = std::move(*a);
+        return out;
+    }
+    if (hosts.empty() && http11) {
+        return Errc::kHostMissing;
+    }
+    const std::size_t end = rest.find_first_of("/?#");
+    auto a = parse_authority(rest.substr(0, end));
+    if (!a) {
+        return a.error();
+    }
+    if (!hosts.empty()) {
+        auto h = parse_authority(hosts.front());
+        if (!h || h->host != a->host ||
+            h->port.value_or(default_port) != a->port.value_or(default_port)) {
+            return Errc::kHostMismatch;
+        }
+    }
+    out.authority = std::move(*a);
+    std::string_view path = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+    path = path.substr(0, path.find('#'));  // a fragment is never part of a request
+    out.origin_target.reserve(path.size() + 1);
+    if (path.empty() || path.front() != '/') {
+        out.origin_target.push_back('/');
+    }
+    out.origin_target.append(path);
+    return out;
+}
+
 std::string to_string(const Authority& a) {
     std::string out;
     if (a.kind == HostKind::kIpv6) {

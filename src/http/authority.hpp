@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -52,5 +53,29 @@ std::string route_key(const Authority& a);
 
 // The authority as text again: host (brackets restored for IPv6) plus ":port" if present.
 std::string to_string(const Authority& a);
+
+// The authority a request is routed on, checked per RFC 9112 §3.2.
+struct RequestAuthority {
+    // The Host field's authority, or the absolute-form target's one (normalised; the port as
+    // the visitor wrote it). The local service gets to_string(authority) as its Host.
+    Authority authority;
+    // For an absolute-form target ("http://host/p?q"): its path and query in origin-form
+    // ("/p?q"; "/" when the path is empty), which is what the local service gets. Empty for any
+    // other target form (forward the target unchanged).
+    std::string origin_target;
+    friend bool operator==(const RequestAuthority&, const RequestAuthority&) = default;
+};
+
+// Checks and resolves a request's authority. `hosts` holds the value of every Host field in the
+// request, in order; `target` is the request-target; `http11` is true for HTTP/1.1 and later.
+// An absolute-form target ("http://" or "https://", any case) routes on its own authority, and a
+// Host field, when present, must name the same host and port (an absent port meaning the
+// scheme's default); any other target routes on the Host field.
+// Errors (http::Errc): kHostRepeated (several Host fields, even equal ones), kHostMissing (no
+// Host on HTTP/1.1, or none to route an origin-form HTTP/1.0 request), kHostMismatch (Host
+// disagrees with the absolute-form authority, or does not parse), or the parse_authority error
+// of the authority routed on.
+core::Result<RequestAuthority> request_authority(std::span<const std::string_view> hosts,
+                                                 std::string_view target, bool http11);
 
 }  // namespace hopgate::http

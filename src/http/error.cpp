@@ -46,6 +46,12 @@ class HttpCategory final : public std::error_category {
                 return "invalid asset path";
             case Errc::kAssetNotFound:
                 return "asset not found";
+            case Errc::kHostMissing:
+                return "missing Host header";
+            case Errc::kHostRepeated:
+                return "more than one Host header";
+            case Errc::kHostMismatch:
+                return "Host header disagrees with the request target";
         }
         return "unknown http error";
     }

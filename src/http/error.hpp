@@ -30,6 +30,10 @@ enum class Errc {
     // Assets.
     kBadAssetPath = 30,   // '..', absolute, empty, or a character outside [A-Za-z0-9._-/]
     kAssetNotFound = 31,  // no such embedded or override asset
+    // Request routing (RFC 9112 §3.2).
+    kHostMissing = 40,   // no Host field (HTTP/1.1, or an origin-form target that needs it)
+    kHostRepeated = 41,  // more than one Host field
+    kHostMismatch = 42,  // Host disagrees with the authority of an absolute-form target
 };
 
 const std::error_category& http_category();

@@ -196,53 +196,126 @@ void remove_hop_by_hop(Headers& headers, bool keep_upgrade) {
     }
 }
 
-void rewrite_request_headers(Headers& headers, const RequestForwarding& fwd) {
-    remove_hop_by_hop(headers, is_upgrade(headers));
+std::span<const std::string_view> client_address_headers() {
+    // Each is read by some framework or proxy as the client's address, scheme or host.
+    static constexpr std::array<std::string_view, 23> kNames = {
+        "forwarded",           "x-forwarded-for",      "x-forwarded-host",
+        "x-forwarded-proto",   "x-forwarded-port",     "x-forwarded-server",
+        "x-forwarded-scheme",  "x-forwarded-ssl",      "x-url-scheme",
+        "front-end-https",     "x-real-ip",            "true-client-ip",
+        "cf-connecting-ip",    "x-client-ip",          "client-ip",
+        "x-cluster-client-ip", "fastly-client-ip",     "x-original-forwarded-for",
+        "x-originating-ip",    "x-remote-ip",          "x-remote-addr",
+        "x-proxyuser-ip",      "x-envoy-external-address",
+    };
+    return kNames;
+}
 
-    // X-Forwarded-For: merge every existing header (in order) into the first, then append.
-    std::string xff;
-    std::ptrdiff_t first_xff = -1;
+std::string forwarded_value(std::string_view v) {
+    if (!v.empty() && std::all_of(v.begin(), v.end(), is_tchar)) {
+        return std::string(v);
+    }
+    std::string out = "\"";
+    for (char c : v) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+        }
+        out += c;
+    }
+    out += '"';
+    return out;
+}
+
+namespace {
+
+// Joins every `name` header's value (in order) and then `append` into one header where the first
+// one was (or at the end).
+void merge_and_append(Headers& headers, std::string_view name, std::string_view append) {
+    std::string joined;
+    std::ptrdiff_t first = -1;
     for (std::size_t i = 0; i < headers.size(); ++i) {
-        if (!iequals(headers[i].name, "x-forwarded-for")) {
+        if (!iequals(headers[i].name, name)) {
             continue;
         }
-        if (first_xff < 0) {
-            first_xff = static_cast<std::ptrdiff_t>(i);
+        if (first < 0) {
+            first = static_cast<std::ptrdiff_t>(i);
         }
         const std::string_view v = trim_ows(headers[i].value);
         if (!v.empty()) {
-            if (!xff.empty()) {
-                xff += ", ";
+            if (!joined.empty()) {
+                joined += ", ";
             }
-            xff += v;
+            joined += v;
         }
     }
-    if (!fwd.client_ip.empty()) {
-        if (!xff.empty()) {
-            xff += ", ";
+    if (!append.empty()) {
+        if (!joined.empty()) {
+            joined += ", ";
         }
-        xff += fwd.client_ip;
+        joined += append;
     }
-    if (first_xff >= 0) {
-        headers[static_cast<std::size_t>(first_xff)].value = xff;
-        // Remove the later XFF headers only.
+    if (first >= 0) {
+        headers[static_cast<std::size_t>(first)].value = joined;
         std::size_t seen = 0;
-        std::erase_if(headers, [&](const proto::Header& h) {
-            return iequals(h.name, "x-forwarded-for") && seen++ > 0;
-        });
-    } else if (!xff.empty()) {
-        headers.push_back({"X-Forwarded-For", xff});
+        std::erase_if(headers,
+                      [&](const proto::Header& h) { return iequals(h.name, name) && seen++ > 0; });
+    } else if (!joined.empty()) {
+        headers.push_back({std::string(name), joined});
     }
+}
+
+}  // namespace
+
+void rewrite_request_headers(Headers& headers, const RequestForwarding& fwd) {
+    remove_hop_by_hop(headers, is_upgrade(headers));
+    if (!fwd.trusted_peer) {
+        const auto names = client_address_headers();
+        std::erase_if(headers, [&](const proto::Header& h) {
+            return std::any_of(names.begin(), names.end(),
+                               [&](std::string_view n) { return iequals(h.name, n); });
+        });
+    }
+    if (!fwd.host.empty()) {
+        if (find_header(headers, "Host")) {
+            set_header(headers, "Host", fwd.host);
+        } else {
+            headers.insert(headers.begin(), {"Host", std::string(fwd.host)});
+        }
+    }
+    const std::optional<std::string> host =
+        find_header(headers, "Host") ? std::optional<std::string>(*find_header(headers, "Host"))
+                                     : std::nullopt;
+
+    merge_and_append(headers, "X-Forwarded-For", fwd.client_ip);
+
+    std::string element;
+    if (!fwd.client_ip.empty()) {
+        // RFC 7239 §6: an IPv6 node is bracketed (and so quoted).
+        element = "for=" + forwarded_value(fwd.client_ip.find(':') == std::string_view::npos
+                                               ? std::string(fwd.client_ip)
+                                               : "[" + std::string(fwd.client_ip) + "]");
+    }
+    if (!fwd.proto.empty()) {
+        element += (element.empty() ? "proto=" : ";proto=") + forwarded_value(fwd.proto);
+    }
+    if (host && !host->empty()) {
+        element += (element.empty() ? "host=" : ";host=") + forwarded_value(*host);
+    }
+    merge_and_append(headers, "Forwarded", element);
 
     set_header(headers, "X-Forwarded-Proto", fwd.proto);
-    if (const auto host = find_header(headers, "Host")) {
-        const std::string h(*host);
-        set_header(headers, "X-Forwarded-Host", h);
+    if (host) {
+        set_header(headers, "X-Forwarded-Host", *host);
     } else {
         erase_named(headers, "X-Forwarded-Host");
     }
     if (!fwd.client_ip.empty()) {
-        add_if_absent(headers, "X-Real-IP", fwd.client_ip);
+        if (fwd.trusted_peer && find_header(headers, "X-Real-IP")) {
+            const std::string kept(*find_header(headers, "X-Real-IP"));
+            set_header(headers, "X-Real-IP", kept);  // one value, the proxy's
+        } else {
+            set_header(headers, "X-Real-IP", fwd.client_ip);
+        }
     }
     if (!fwd.request_id.empty()) {
         set_header(headers, "X-Request-Id", fwd.request_id);

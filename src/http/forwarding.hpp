@@ -10,6 +10,7 @@
 #include <boost/beast/http/message.hpp>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,20 +58,43 @@ bool is_upgrade(const boost::beast::http::request_header<>& request);
 void remove_hop_by_hop(Headers& headers, bool keep_upgrade);
 
 struct RequestForwarding {
-    std::string_view client_ip;   // the visitor's address, no port, IPv6 without brackets
-    std::string_view proto;       // "https" or "http": the scheme the visitor used
-    std::string_view request_id;  // the id logged for this request; also in StreamMeta
+    // Default member initializers let g++ 12's -Wmissing-field-initializers accept brace
+    // initialisation that omits the later members.
+    std::string_view client_ip{};   // the TCP peer's address, no port, IPv6 without brackets
+    std::string_view proto{};       // "https" or "http": the scheme the visitor used
+    std::string_view request_id{};  // the id logged for this request; also in StreamMeta
+    // The authority the request was routed on (to_string(RequestAuthority::authority)): it
+    // becomes Host and X-Forwarded-Host. Empty keeps the visitor's Host.
+    std::string_view host{};
+    // The peer is a proxy in front of us (HOP_SERVER_TRUSTED_PROXIES): its client-address
+    // headers are kept and its X-Forwarded-For / Forwarded chains extended.
+    bool trusted_peer = false;
 };
+
+// Headers through which a visitor could claim a client address, scheme or host that the local
+// service might believe (X-Forwarded-*, Forwarded, X-Real-IP, True-Client-IP, CF-Connecting-IP,
+// X-Client-IP, ...; lower-case). rewrite_request_headers drops all of them when the peer is not
+// a trusted proxy.
+std::span<const std::string_view> client_address_headers();
+
+// RFC 7239 node or value: a token as is, anything else (an IPv6 node "[2001:db8::1]", a host
+// with a port) as a quoted-string.
+std::string forwarded_value(std::string_view v);
 
 // Rewrites a visitor's request headers for the local service:
 //   - hop-by-hop headers removed (the upgrade kept if is_upgrade(headers));
-//   - X-Forwarded-For: existing values (all XFF headers, in order) comma-joined, then client_ip;
+//   - unless fwd.trusted_peer, every client_address_headers() header removed first: what the
+//     local service sees about the client then comes from this proxy alone;
+//   - Host set to fwd.host (one header, where the first Host was, else first) when non-empty;
+//   - X-Forwarded-For: the kept values (all XFF headers, in order) comma-joined, then client_ip;
 //     one header, placed where the first XFF was (or appended);
-//   - X-Forwarded-Proto set to `proto` and X-Forwarded-Host set to the Host value (replacing any
-//     the visitor sent: these describe our edge, not the visitor's claims); no Host, no XFH;
-//   - X-Real-IP set to client_ip only if absent;
-//   - X-Request-Id set to request_id (replacing a visitor-supplied one);
-//   - Host kept as is.
+//   - Forwarded (RFC 7239): the kept elements likewise, then
+//     `for=<client_ip>;proto=<proto>;host=<Host>` (IPv6 as for="[v6]", host quoted when it has
+//     a port);
+//   - X-Forwarded-Proto set to `proto` and X-Forwarded-Host to the Host value (these describe
+//     our edge); no Host, no X-Forwarded-Host;
+//   - X-Real-IP set to client_ip, except that a trusted peer's own X-Real-IP is kept;
+//   - X-Request-Id set to request_id (replacing a visitor-supplied one).
 // Call check_headers() first; this function does not enforce limits.
 void rewrite_request_headers(Headers& headers, const RequestForwarding& fwd);
 

@@ -379,14 +379,19 @@ private:
         path_ = std::string(std::string_view(target.data(), target.size()).substr(
             0, std::string_view(target.data(), target.size()).find('?')));
         keep_alive_ = req.keep_alive() && !draining_;
-        auto host = route_host(req);
-        if (!host) {
+        // RFC 9112 §3.2: one Host, present on HTTP/1.1, agreeing with an absolute-form target.
+        auto route = route_request(req);
+        if (!route) {
             host_.clear();
             send_page(400, "", false);
             return;
         }
-        host_ = *host;
+        host_ = ::hopgate::http::route_key(route->authority);
+        route_ = std::move(*route);
         if (host_ == d->opts.control_domain) {
+            if (!route_.origin_target.empty()) {
+                req.target(route_.origin_target);  // the control handlers match origin-form
+            }
             read_control_body();
             return;
         }
@@ -488,7 +493,13 @@ private:
         }
         transport_ = net::transport_name(tunnel_->kind());
         auto& req = parser_->get();
-        proto::StreamMeta meta = request_head(req, remote_ip_, host_, rid_);
+        if (peer_ip_.empty()) {
+            // Once per connection: the peer as forwarded (IPv4-mapped unmapped), and its trust.
+            const auto peer = admin::parse_ip(remote_ip_);
+            peer_ip_ = peer ? admin::to_string(*peer) : remote_ip_;
+            trusted_peer_ = peer && d->opts.trusted_proxies.contains(*peer);
+        }
+        proto::StreamMeta meta = request_head(req, route_, {peer_ip_, trusted_peer_}, rid_);
         upgrade_req_ = meta.kind == proto::StreamKind::kUpgrade;
         if (upgrade_req_ && !parser_->is_done()) {
             // An upgrade request with a body (rare, e.g. h2c over POST) is proxied as a plain
@@ -1073,6 +1084,9 @@ private:
     std::chrono::steady_clock::time_point up_progress_{};  // last request body bytes to the tunnel
     // Access log.
     std::string host_;
+    ::hopgate::http::RequestAuthority route_;  // the current request's checked authority
+    std::string peer_ip_;        // remote_ip_ for the forwarding headers; set at the first proxy
+    bool trusted_peer_ = false;  // the peer is in HOP_SERVER_TRUSTED_PROXIES
     std::string rid_;
     std::string method_;
     std::string path_;

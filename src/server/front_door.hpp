@@ -33,6 +33,7 @@
 #include <string_view>
 #include <string>
 
+#include "admin/cidr.hpp"
 #include "core/log.hpp"
 #include "net/tunnel.hpp"
 #include "tls/context.hpp"
@@ -68,6 +69,9 @@ struct FrontDoorOptions {
     // ACME HTTP-01: the key authorization for a token under /.well-known/acme-challenge/, any
     // Host (AcmeService::http01_response). Null: no ACME.
     std::function<std::optional<std::string>(std::string_view token)> acme_http01;
+    // HOP_SERVER_TRUSTED_PROXIES: peers whose X-Forwarded-For / Forwarded chains (and other
+    // client-address headers) are kept and extended; from any other peer they are dropped.
+    admin::CidrList trusted_proxies;
 };
 
 class FrontDoor {

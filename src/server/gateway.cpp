@@ -11,8 +11,10 @@
 #include "admin/auth_validator.hpp"
 #include "admin/cidr.hpp"
 #include "core/config.hpp"
+#include "http/authority.hpp"
 #include "net/transport.hpp"
 #include "registry/async_registry.hpp"
+#include "registry/domain.hpp"
 #include "registry/factory.hpp"
 #include "server/front_door.hpp"
 #include "server/metrics.hpp"
@@ -56,7 +58,40 @@ proto::AuthFailReason fail_reason(admin::AuthCode c) {
     }
 }
 
+admin::CidrList parse_cidrs(const std::string& text, const char* setting) {
+    try {
+        return admin::CidrList::parse(text);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(std::string(setting) + ": " + e.what());
+    }
+}
+
 }  // namespace
+
+std::string normalize_host_setting(std::string_view value, std::string_view setting) {
+    auto a = hopgate::http::parse_authority(value);
+    if (!a) {
+        throw std::invalid_argument(std::string(setting) + ": \"" + std::string(value) +
+                                    "\" is not a host name (" + a.error().message() + ")");
+    }
+    return hopgate::http::route_key(*a);
+}
+
+std::vector<admin::ReservedName> reserved_names(const std::string& control_domain,
+                                                const std::vector<std::string>& proxy_domains) {
+    std::vector<admin::ReservedName> out;
+    // Registry names are normalize_domain()'d; a name it refuses (localhost, an IP) can never be
+    // registered anyway, so compare with what it would make of ours.
+    auto add = [&](const std::string& name, const char* setting) {
+        const auto n = registry::normalize_domain(name);
+        out.push_back({n ? *n : name, setting});
+    };
+    add(control_domain, "HOP_SERVER_DOMAIN");
+    for (const auto& d : proxy_domains) {
+        add(d, "HOP_SERVER_PROXY_DOMAINS");
+    }
+    return out;
+}
 
 struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelEvents {
     asio::io_context& io;
@@ -80,12 +115,22 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     std::string cert_path;
     std::shared_ptr<AcmeService> acme;  // null unless HOP_ACME_CA_DIR / staging is set
     std::uint16_t http_port = 0, https_port = 0, dtls_port = 0, tunnel_port = 0;
+    admin::MetricsGuard metrics_guard;
 
     Impl(asio::io_context& io_, GatewayConfig c, core::Logger l)
         : io(io_), cfg(std::move(c)), log(std::move(l)) {}
 
     void start() {
-        // The certificate first: a start-up that fails on it must not have created the database.
+        // Routing compares normalised hosts: so must the settings that name hosts.
+        cfg.control_domain = normalize_host_setting(cfg.control_domain, "HOP_SERVER_DOMAIN");
+        for (auto& d : cfg.proxy_domains) {
+            d = normalize_host_setting(d, "HOP_SERVER_PROXY_DOMAINS");
+        }
+        const auto reserved = reserved_names(cfg.control_domain, cfg.proxy_domains);
+        metrics_guard = admin::MetricsGuard(
+            parse_cidrs(cfg.metrics_allow_cidrs, "HOP_METRICS_ALLOW_CIDRS"), cfg.metrics_token);
+        // The certificate before the registry: a start-up that fails on it must not have created
+        // the database.
         auto store = std::make_shared<tls::CertStore>();
         store->set_default(load_certificate());
         registry::RegistryConfig rc;
@@ -114,9 +159,19 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         if (!cfg.admin_allow_cidrs.empty()) {
             adm.allow = admin::CidrList::parse(cfg.admin_allow_cidrs);
         }
+        adm.reserved = reserved;
         admin = std::make_unique<admin::AdminApi>(*reg, &pool, adm);
         if (!admin->enabled()) {
             log.warn("HOP_ADMIN_API_KEY is empty: the admin API is disabled");
+        }
+        for (const auto& r : reserved) {
+            // Registered before it became reserved: the server keeps the name (the control
+            // domain always routes to the control handlers), the tenant should go.
+            if (auto e = reg->exists(r.domain); e && *e) {
+                log.warn("a registered tenant domain is reserved by the server configuration; "
+                         "unregister it (`hopgate-server domain remove`)",
+                         {{"domain", r.domain}, {"setting", r.setting}});
+            }
         }
 
         const bool use_acme = cfg.acme.enabled && cfg.cert_file.empty();
@@ -140,6 +195,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         fo.buffer_budget = cfg.buffer_budget;
         fo.access_log = log.with_component("access");
         fo.hsts = cfg.hsts;
+        fo.trusted_proxies = parse_cidrs(cfg.trusted_proxies, "HOP_SERVER_TRUSTED_PROXIES");
         if (acme) {
             std::weak_ptr<AcmeService> wa = acme;
             fo.acme_http01 = [wa](std::string_view token) -> std::optional<std::string> {
@@ -247,6 +303,12 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             return *ck;
         }
         std::vector<std::string> names = {cfg.control_domain};
+        // Tenants under the gateway's own name (app.gw.example.com) are covered too, as with a
+        // wildcard certificate in production.
+        if (cfg.control_domain.find('.') != std::string::npos &&
+            !tls::is_ip_literal(cfg.control_domain)) {
+            names.push_back("*." + cfg.control_domain);
+        }
         for (const auto& d : cfg.proxy_domains) {
             names.push_back(d);
         }
@@ -333,7 +395,13 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
                              if (!tun || !self || !tun->has_conn()) {
                                  return;
                              }
-                             const bool ok = r.code == admin::AuthCode::kAccepted;
+                             bool ok = r.code == admin::AuthCode::kAccepted;
+                             if (ok && r.domain == self->cfg.control_domain) {
+                                 // Registered before it became reserved: never a tenant.
+                                 ok = false;
+                                 r.message = "the control domain is not a tenant domain";
+                                 r.code = admin::AuthCode::kUnknownDomain;
+                             }
                              if (ok) {
                                  tun->conn().accept_auth();
                                  self->pool.add(r.domain, tun);
@@ -397,6 +465,23 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             return;
         }
         if (target == "/metrics") {
+            const auto access = metrics_guard.check(
+                admin::parse_ip(ip), std::string_view(req[http::field::authorization]));
+            if (access != admin::MetricsAccess::kAllowed) {
+                const bool forbidden = access == admin::MetricsAccess::kForbidden;
+                ControlResponse res{
+                    forbidden ? http::status::forbidden : http::status::unauthorized, 11};
+                res.set(http::field::content_type, "text/plain; charset=utf-8");
+                if (!forbidden) {
+                    res.set(http::field::www_authenticate, "Bearer realm=\"hopgate-metrics\"");
+                }
+                res.body() = forbidden ? "403 forbidden: /metrics is not open to this address "
+                                         "(HOP_METRICS_ALLOW_CIDRS)\n"
+                                       : "401 unauthorized: /metrics needs the Bearer token "
+                                         "(HOP_METRICS_TOKEN)\n";
+                reply(std::move(res));
+                return;
+            }
             ControlResponse res{http::status::ok, 11};
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
             metrics.set_window_budget(window_budget->used(), window_budget->denied());

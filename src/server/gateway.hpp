@@ -7,8 +7,11 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "admin/metrics_access.hpp"
+#include "admin/reserved.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "server/acme_service.hpp"
@@ -33,6 +36,9 @@ struct GatewayConfig {
     std::size_t tunnel_window_budget = 256u * 1024 * 1024;
     std::string admin_key;
     std::string admin_allow_cidrs;
+    std::string trusted_proxies;  // HOP_SERVER_TRUSTED_PROXIES: CIDRs of proxies in front of us
+    std::string metrics_allow_cidrs{admin::kDefaultMetricsAllow};  // HOP_METRICS_ALLOW_CIDRS
+    std::string metrics_token;                                      // HOP_METRICS_TOKEN
     std::string db_dsn;  // empty: SQLite file hopgate.db in the working directory
     std::size_t db_max_conns = 4;
     std::size_t db_max_idle_conns = 4;             // HOP_DB_MAX_IDLE_CONNS
@@ -46,6 +52,15 @@ struct GatewayConfig {
     std::string error_assets_dir;  // HOP_ERROR_ASSETS_DIR
     AcmeConfig acme;               // HOP_ACME_*: automatic certificates (off without a CA)
 };
+
+// A host-name setting (HOP_SERVER_DOMAIN, an HOP_SERVER_PROXY_DOMAINS entry) normalised the way
+// request hosts are routed (http::parse_authority + route_key): lower case, no trailing dot, no
+// port, IPv6 without brackets. Throws std::invalid_argument naming `setting` if it is not a host.
+std::string normalize_host_setting(std::string_view value, std::string_view setting);
+
+// The names tenants may not register: the control domain and the proxy domains, normalised.
+std::vector<admin::ReservedName> reserved_names(const std::string& control_domain,
+                                                const std::vector<std::string>& proxy_domains);
 
 class Gateway {
 public:

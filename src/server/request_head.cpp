@@ -23,18 +23,26 @@ std::optional<std::string> route_host_value(std::string_view host, std::string_v
 }
 
 proto::StreamMeta request_head(const http::request<http::buffer_body>& req,
-                               const std::string& remote_ip, const std::string& /*host*/,
-                               const std::string& request_id) {
+                               const hopgate::http::RequestAuthority& route,
+                               const RequestOrigin& origin, const std::string& request_id) {
     proto::StreamMeta m;
     const bool upgrade = hopgate::http::is_upgrade(req.base());
     m.kind = upgrade ? proto::StreamKind::kUpgrade : proto::StreamKind::kHttp;
     m.head = proto::HeadType::kRequest;
     m.method = std::string(req.method_string());
-    m.target = std::string(req.target());
+    // Local services are origin servers: they get origin-form, never our routing input.
+    m.target = route.origin_target.empty() ? std::string(req.target()) : route.origin_target;
     m.request_id = request_id;
     m.headers = hopgate::http::from_beast(req.base());
+    const std::string authority = hopgate::http::to_string(route.authority);
+    hopgate::http::RequestForwarding fwd;
+    fwd.client_ip = origin.peer_ip;
+    fwd.proto = "https";
+    fwd.request_id = request_id;
+    fwd.host = authority;
+    fwd.trusted_peer = origin.trusted_proxy;
     // Drops the hop-by-hop headers itself (keeping Upgrade when `upgrade`: same test).
-    hopgate::http::rewrite_request_headers(m.headers, {remote_ip, "https", request_id});
+    hopgate::http::rewrite_request_headers(m.headers, fwd);
     return m;
 }
 

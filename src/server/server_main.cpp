@@ -84,6 +84,15 @@ core::ConfigSchema schema() {
            .help = "bearer token of the admin API (empty disables it)", .secret = true});
     s.add({.env = "HOP_ADMIN_ALLOW_CIDRS", .flag = "--admin-allow-cidrs", .default_value = "",
            .help = "comma-separated CIDRs allowed to use the admin API (empty = all)"});
+    s.add({.env = "HOP_SERVER_TRUSTED_PROXIES", .flag = "--trusted-proxies", .default_value = "",
+           .help = "comma-separated CIDRs of proxies in front of the server whose X-Forwarded-For "
+                   "/ Forwarded chains are kept (empty: every visitor's are dropped)"});
+    s.add({.env = "HOP_METRICS_ALLOW_CIDRS", .flag = "--metrics-allow-cidrs",
+           .default_value = std::string(admin::kDefaultMetricsAllow),
+           .help = "comma-separated CIDRs allowed to read /metrics (empty = all); others get 403"});
+    s.add({.env = "HOP_METRICS_TOKEN", .flag = "--metrics-token", .default_value = "",
+           .help = "if set, /metrics also needs 'Authorization: Bearer <token>' (16+ characters)",
+           .secret = true});
     s.add({.env = "HOP_DB_DSN", .flag = "--db-dsn", .default_value = "",
            .help = "registry: empty or sqlite:///path (default hopgate.db), or postgres://...",
            .secret = true});
@@ -247,11 +256,19 @@ int server_main(int argc, const char* const* argv) {
                 std::cout << admin::domain_cli_usage();
                 return args.empty() ? 2 : 0;
             }
+            // The names the server serves itself cannot be added as tenant domains.
+            std::vector<std::string> proxy_domains;
+            for (const auto& d : cfg.get_list("HOP_SERVER_PROXY_DOMAINS")) {
+                proxy_domains.push_back(normalize_host_setting(d, "HOP_SERVER_PROXY_DOMAINS"));
+            }
+            const auto reserved = reserved_names(
+                normalize_host_setting(cfg.get_string("HOP_SERVER_DOMAIN"), "HOP_SERVER_DOMAIN"),
+                proxy_domains);
             // Which database: the answer differs between a shell and the service's environment.
             std::cerr << "hopgate-server: using database " << registry::describe_dsn(rc.dsn)
                       << " (HOP_DB_DSN)\n";
             auto reg = registry::open_registry(rc);
-            return admin::run_domain_cli(args, *reg, std::cout, std::cerr);
+            return admin::run_domain_cli(args, *reg, std::cout, std::cerr, reserved);
         } catch (const std::exception& e) {
             std::cerr << "hopgate-server: " << e.what() << "\n";
             return 1;
@@ -295,6 +312,9 @@ int server_main(int argc, const char* const* argv) {
     }
     g.admin_key = cfg.get_string("HOP_ADMIN_API_KEY");
     g.admin_allow_cidrs = cfg.get_string("HOP_ADMIN_ALLOW_CIDRS");
+    g.trusted_proxies = cfg.get_string("HOP_SERVER_TRUSTED_PROXIES");
+    g.metrics_allow_cidrs = cfg.get_string("HOP_METRICS_ALLOW_CIDRS");
+    g.metrics_token = cfg.get_string("HOP_METRICS_TOKEN");
     g.db_dsn = cfg.get_string("HOP_DB_DSN");
     g.db_max_conns = static_cast<std::size_t>(cfg.get_int("HOP_DB_MAX_OPEN_CONNS"));
     g.db_max_idle_conns = static_cast<std::size_t>(cfg.get_int("HOP_DB_MAX_IDLE_CONNS"));

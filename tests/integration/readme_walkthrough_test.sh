@@ -14,6 +14,8 @@ check() { if [ "$1" = 0 ]; then echo "ok   $2"; else echo "FAIL $2"; fail=1; fi;
 script="$work/walkthrough.sh"
 {
   echo 'set -euo pipefail'
+  # Whatever happens, no process of the walkthrough outlives it (they hold fixed ports).
+  echo 'trap '"'"'kill $(jobs -p) 2> /dev/null || true'"'"' EXIT'
   sed -n '/<!-- walkthrough:self-signed:begin -->/,/<!-- walkthrough:self-signed:end -->/p' \
     "$src/README.md" | sed '1,2d;$d' | sed '$d'
   # Epilogue of the test: stop the background jobs (server, local service, client) the way an

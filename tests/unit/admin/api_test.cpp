@@ -376,6 +376,42 @@ TEST(AdminApiConfig, WrongTokensRateLimited) {
     EXPECT_EQ(reg.calls.load(), 2);
 }
 
+// The control domain and the proxy domains cannot be registered, in any spelling (409 naming
+// the setting); the other routes still work on them, so an old registration can be removed.
+TEST(AdminApiConfig, ReservedNamesRefused) {
+    testing::FakeRegistry reg;
+    AdminOptions o;
+    o.api_key = kToken;
+    o.reserved = {{"hop.example.com", "HOP_SERVER_DOMAIN"},
+                  {"www.example.com", "HOP_SERVER_PROXY_DOMAINS"}};
+    AdminApi api(reg, nullptr, o);
+    const auto post = [&](const std::string& route, const json& body) {
+        Request r{"POST", "/api/v1/admin/domains/" + route, std::string("Bearer ") + kToken,
+                  "application/json", body.dump(), parse_ip("127.0.0.1")};
+        return api.handle(r);
+    };
+    for (const char* spelling : {"hop.example.com", "HOP.Example.COM.", " hop.example.com"}) {
+        auto r = post("register", {{"domain", spelling}});
+        EXPECT_EQ(r.status, 409) << spelling;
+        const auto j = json::parse(r.body);
+        EXPECT_FALSE(j["success"].get<bool>());
+        EXPECT_EQ(j["error"],
+                  "'hop.example.com' is reserved by HOP_SERVER_DOMAIN (the server's control "
+                  "domain) and cannot be registered as a tenant domain");
+    }
+    auto proxy = post("register", {{"domain", "WWW.example.com"}});
+    EXPECT_EQ(proxy.status, 409);
+    EXPECT_NE(proxy.body.find("HOP_SERVER_PROXY_DOMAINS"), std::string::npos);
+    EXPECT_FALSE(*reg.exists("hop.example.com"));
+    EXPECT_FALSE(*reg.exists("www.example.com"));
+    EXPECT_EQ(post("register", {{"domain", "app.example.com"}}).status, 201);
+
+    // Registered before the name became reserved: rotate and unregister still work.
+    auto old = reg.register_domain("hop.example.com", "");
+    ASSERT_TRUE(old);
+    EXPECT_EQ(post("rotate", {{"domain", "hop.example.com"}}).status, 200);
+}
+
 // With an allow-list only listed sources get in (403 otherwise, and when the source is unknown).
 TEST(AdminApiConfig, AllowList) {
     testing::FakeRegistry reg;

@@ -20,9 +20,10 @@ struct Run {
     std::string err;
 };
 
-Run run(registry::Registry& reg, std::vector<std::string> args) {
+Run run(registry::Registry& reg, std::vector<std::string> args,
+        std::span<const ReservedName> reserved = {}) {
     std::ostringstream out, err;
-    const int code = run_domain_cli(args, reg, out, err);
+    const int code = run_domain_cli(args, reg, out, err, reserved);
     return {code, out.str(), err.str()};
 }
 
@@ -74,6 +75,29 @@ TEST(DomainCli, OperationFailures) {
     auto down = run(reg, {"list"});
     EXPECT_EQ(down.code, 1);
     EXPECT_EQ(down.err, "error: database unavailable\n");
+}
+
+// add refuses the control domain and the proxy domains (exit 1, the setting named on stderr)
+// in any spelling; other commands and other names are unaffected.
+TEST(DomainCli, ReservedNamesRefused) {
+    testing::FakeRegistry reg;
+    const std::vector<ReservedName> reserved = {{"hop.example.com", "HOP_SERVER_DOMAIN"},
+                                                {"www.example.com", "HOP_SERVER_PROXY_DOMAINS"}};
+    const auto run_r = [&](std::vector<std::string> args) { return run(reg, args, reserved); };
+    auto ctl = run_r({"add", "Hop.Example.com."});
+    EXPECT_EQ(ctl.code, 1);
+    EXPECT_EQ(ctl.out, "");
+    EXPECT_EQ(ctl.err,
+              "error: 'hop.example.com' is reserved by HOP_SERVER_DOMAIN (the server's control "
+              "domain) and cannot be registered as a tenant domain\n");
+    auto proxy = run_r({"add", "www.example.com", "--json"});
+    EXPECT_EQ(proxy.code, 1);
+    EXPECT_NE(proxy.err.find("HOP_SERVER_PROXY_DOMAINS"), std::string::npos);
+    EXPECT_FALSE(*reg.exists("hop.example.com"));
+    EXPECT_FALSE(*reg.exists("www.example.com"));
+    EXPECT_EQ(run_r({"add", "app.example.com"}).code, 0);
+    ASSERT_TRUE(reg.register_domain("hop.example.com", ""));  // from before the upgrade
+    EXPECT_EQ(run_r({"remove", "hop.example.com"}).code, 0);
 }
 
 // Usage errors are exit 2 and print the usage; help is exit 0.

@@ -6,4 +6,5 @@ hg_test(unit_admin LABEL unit
     ${CMAKE_CURRENT_LIST_DIR}/api_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/auth_validator_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/domain_cli_test.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/metrics_access_test.cpp
   LIBS hg_admin nlohmann_json::nlohmann_json)

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace hopgate::http {
 namespace {
@@ -189,6 +190,77 @@ TEST(Authority, PrefixesNeverCrash) {
             }
         }
     }
+}
+
+// request_authority: results and errors over Host fields, target and version (RFC 9112 §3.2).
+core::Result<RequestAuthority> req_auth(std::vector<std::string_view> hosts,
+                                        std::string_view target, bool http11 = true) {
+    return request_authority(hosts, target, http11);
+}
+
+// Origin-form routes on the single Host; no Host, or several (even identical), is refused.
+TEST(RequestAuthority, OriginForm) {
+    auto r = req_auth({"App.Example.:8443"}, "/x?y");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->authority.host, "app.example");
+    EXPECT_EQ(r->authority.port, std::optional<std::uint16_t>(8443));
+    EXPECT_EQ(to_string(r->authority), "app.example:8443");
+    EXPECT_EQ(r->origin_target, "");
+    EXPECT_EQ(req_auth({}, "/x").error(), Errc::kHostMissing);
+    EXPECT_EQ(req_auth({}, "/x", false).error(), Errc::kHostMissing);
+    EXPECT_EQ(req_auth({"a.example", "a.example"}, "/x").error(), Errc::kHostRepeated);
+    EXPECT_EQ(req_auth({"a.example", "b.example"}, "/x").error(), Errc::kHostRepeated);
+    EXPECT_EQ(req_auth({""}, "/x").error(), Errc::kAuthorityEmpty);
+    EXPECT_EQ(req_auth({"a b"}, "/x").error(), Errc::kBadChar);
+}
+
+// Absolute-form routes on the target's authority; a Host must agree with it (host and port,
+// an absent port meaning the scheme's default), and the local service gets origin-form.
+TEST(RequestAuthority, AbsoluteForm) {
+    auto r = req_auth({"app.example"}, "http://App.Example/x?q=1");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(to_string(r->authority), "app.example");
+    EXPECT_EQ(r->origin_target, "/x?q=1");
+    // Agreeing spellings.
+    EXPECT_TRUE(req_auth({"APP.example."}, "http://app.example/x"));
+    EXPECT_TRUE(req_auth({"app.example:80"}, "http://app.example/x"));
+    EXPECT_TRUE(req_auth({"app.example"}, "HTTPS://app.example:443/x"));
+    EXPECT_TRUE(req_auth({"[::1]:8443"}, "https://[0:0::1]:8443/"));
+    // The port as the visitor gave it in the target is kept.
+    EXPECT_EQ(to_string(req_auth({"app.example:8443"}, "https://app.example:8443")->authority),
+              "app.example:8443");
+    // Disagreeing ones.
+    EXPECT_EQ(req_auth({"evil.example"}, "http://app.example/x").error(), Errc::kHostMismatch);
+    EXPECT_EQ(req_auth({"app.example:8080"}, "http://app.example/x").error(),
+              Errc::kHostMismatch);
+    EXPECT_EQ(req_auth({"app.example"}, "https://app.example:8443/x").error(),
+              Errc::kHostMismatch);
+    EXPECT_EQ(req_auth({"app.example"}, "http://app.example:443/x").error(),
+              Errc::kHostMismatch);
+    EXPECT_EQ(req_auth({""}, "http://app.example/x").error(), Errc::kHostMismatch);
+    EXPECT_EQ(req_auth({"a@b"}, "http://app.example/x").error(), Errc::kHostMismatch);
+    EXPECT_EQ(req_auth({"app.example", "app.example"}, "http://app.example/x").error(),
+              Errc::kHostRepeated);
+    // No Host: refused on HTTP/1.1, fine on HTTP/1.0.
+    EXPECT_EQ(req_auth({}, "http://app.example/x").error(), Errc::kHostMissing);
+    auto old = req_auth({}, "http://app.example/x", false);
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->authority.host, "app.example");
+    // A bad target authority is its own parse error.
+    EXPECT_EQ(req_auth({"u@app.example"}, "http://u@app.example/").error(), Errc::kUserinfo);
+    EXPECT_EQ(req_auth({"x"}, "http:///x").error(), Errc::kAuthorityEmpty);
+}
+
+// Origin-form of an absolute target: "/" for an empty path, a query kept, a fragment dropped.
+TEST(RequestAuthority, OriginTarget) {
+    EXPECT_EQ(req_auth({}, "http://a.example", false)->origin_target, "/");
+    EXPECT_EQ(req_auth({}, "http://a.example?q", false)->origin_target, "/?q");
+    EXPECT_EQ(req_auth({}, "http://a.example/p/q?r=s", false)->origin_target, "/p/q?r=s");
+    EXPECT_EQ(req_auth({}, "http://a.example/p#frag", false)->origin_target, "/p");
+    EXPECT_EQ(req_auth({}, "http://a.example#frag", false)->origin_target, "/");
+    // Not absolute-form: the target is left alone.
+    EXPECT_EQ(req_auth({"a.example"}, "*")->origin_target, "");
+    EXPECT_EQ(req_auth({"a.example"}, "ftp://b.example/")->origin_target, "");
 }
 
 }  // namespace

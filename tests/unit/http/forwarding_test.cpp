@@ -98,13 +98,16 @@ TEST(Forwarding, IsUpgradeBeast) {
     EXPECT_TRUE(is_upgrade(req.base()));
 }
 
-// XFF is appended to the existing value; several XFF headers merge into the first, in order.
-TEST(Forwarding, XForwardedForAppends) {
+// From a trusted proxy, XFF is appended to the existing value; several XFF headers merge into
+// the first, in order.
+TEST(Forwarding, XForwardedForAppendsForTrustedPeer) {
     Headers h = {{"Host", "a"},
                  {"X-Forwarded-For", "198.51.100.1"},
                  {"Accept", "*/*"},
                  {"x-forwarded-for", " 10.0.0.1, 10.0.0.2 "}};
-    rewrite_request_headers(h, kFwd);
+    RequestForwarding trusted = kFwd;
+    trusted.trusted_peer = true;
+    rewrite_request_headers(h, trusted);
     EXPECT_EQ(count(h, "X-Forwarded-For"), 1u);
     EXPECT_EQ(h[1].name, "X-Forwarded-For");
     EXPECT_EQ(h[1].value, "198.51.100.1, 10.0.0.1, 10.0.0.2, 203.0.113.7");
@@ -115,8 +118,102 @@ TEST(Forwarding, XForwardedForAppends) {
     EXPECT_EQ(*find_header(fresh, "X-Forwarded-For"), "203.0.113.7");
 }
 
-// Proto, Host and request id are set (visitor values replaced); X-Real-IP only if absent; Host
-// kept.
+// From any other peer, every client-address header is dropped: XFF, Forwarded and X-Real-IP
+// carry the peer address alone, and the other claims are gone whatever their case.
+TEST(Forwarding, UntrustedPeerClaimsDropped) {
+    Headers h = {{"Host", "a.example"},
+                 {"X-Forwarded-For", "10.9.9.9"},
+                 {"x-forwarded-for", "10.8.8.8"},
+                 {"Forwarded", "for=10.9.9.9;proto=http"},
+                 {"X-Real-IP", "10.9.9.9"},
+                 {"True-Client-IP", "10.9.9.9"},
+                 {"CF-Connecting-IP", "10.9.9.9"},
+                 {"x-client-ip", "10.9.9.9"},
+                 {"X-Cluster-Client-IP", "10.9.9.9"},
+                 {"X-Forwarded-Port", "80"},
+                 {"X-Forwarded-Ssl", "off"},
+                 {"X-Forwarded-Proto", "http"},
+                 {"X-Forwarded-Host", "evil.example"},
+                 {"Accept", "*/*"}};
+    rewrite_request_headers(h, kFwd);
+    for (auto name : client_address_headers()) {
+        const bool ours = iequals(name, "x-forwarded-for") || iequals(name, "forwarded") ||
+                          iequals(name, "x-real-ip") || iequals(name, "x-forwarded-proto") ||
+                          iequals(name, "x-forwarded-host");
+        EXPECT_EQ(count(h, name), ours ? 1u : 0u) << name;
+    }
+    EXPECT_EQ(*find_header(h, "X-Forwarded-For"), "203.0.113.7");
+    EXPECT_EQ(*find_header(h, "Forwarded"), "for=203.0.113.7;proto=https;host=a.example");
+    EXPECT_EQ(*find_header(h, "X-Real-IP"), "203.0.113.7");
+    EXPECT_EQ(*find_header(h, "X-Forwarded-Proto"), "https");
+    EXPECT_EQ(*find_header(h, "X-Forwarded-Host"), "a.example");
+    EXPECT_EQ(*find_header(h, "Accept"), "*/*");
+}
+
+// A trusted proxy's chains are kept and extended (Forwarded elements merged in order, ours
+// last), its X-Real-IP and other client-address headers kept; Proto and Host stay ours.
+TEST(Forwarding, TrustedPeerChainsExtended) {
+    Headers h = {{"Host", "a.example"},
+                 {"Forwarded", "for=192.0.2.60;proto=http"},
+                 {"X-Forwarded-For", "192.0.2.60"},
+                 {"forwarded", "for=\"[2001:db8::9]\""},
+                 {"X-Real-IP", "192.0.2.60"},
+                 {"X-Real-IP", "192.0.2.61"},
+                 {"CF-Connecting-IP", "192.0.2.60"},
+                 {"X-Forwarded-Host", "other.example"}};
+    RequestForwarding trusted = kFwd;
+    trusted.trusted_peer = true;
+    rewrite_request_headers(h, trusted);
+    EXPECT_EQ(count(h, "Forwarded"), 1u);
+    EXPECT_EQ(*find_header(h, "Forwarded"),
+              "for=192.0.2.60;proto=http, for=\"[2001:db8::9]\", "
+              "for=203.0.113.7;proto=https;host=a.example");
+    EXPECT_EQ(*find_header(h, "X-Forwarded-For"), "192.0.2.60, 203.0.113.7");
+    EXPECT_EQ(count(h, "X-Real-IP"), 1u);
+    EXPECT_EQ(*find_header(h, "X-Real-IP"), "192.0.2.60");
+    EXPECT_EQ(*find_header(h, "CF-Connecting-IP"), "192.0.2.60");
+    EXPECT_EQ(*find_header(h, "X-Forwarded-Host"), "a.example");
+
+    Headers none = {{"Host", "a.example"}};
+    rewrite_request_headers(none, trusted);
+    EXPECT_EQ(*find_header(none, "X-Real-IP"), "203.0.113.7");  // nothing to keep: the peer
+}
+
+// RFC 7239 syntax: an IPv6 node is bracketed and quoted, a host with a port quoted, tokens bare.
+TEST(Forwarding, ForwardedElementSyntax) {
+    Headers h = {{"Host", "a.example"}};
+    RequestForwarding v6{"2001:db8::1", "https", "req-1", "[2001:db8::2]:8443"};
+    rewrite_request_headers(h, v6);
+    EXPECT_EQ(*find_header(h, "Forwarded"),
+              "for=\"[2001:db8::1]\";proto=https;host=\"[2001:db8::2]:8443\"");
+    EXPECT_EQ(*find_header(h, "X-Forwarded-For"), "2001:db8::1");
+    EXPECT_EQ(*find_header(h, "X-Real-IP"), "2001:db8::1");
+    EXPECT_EQ(forwarded_value("app.example"), "app.example");
+    EXPECT_EQ(forwarded_value("app.example:8443"), "\"app.example:8443\"");
+    EXPECT_EQ(forwarded_value("a\"b\\c"), "\"a\\\"b\\\\c\"");
+    EXPECT_EQ(forwarded_value(""), "\"\"");
+}
+
+// The routed authority replaces every Host the visitor sent and is X-Forwarded-Host; a request
+// without Host gets one first. Without fwd.host the visitor's Host stays.
+TEST(Forwarding, HostIsTheRoutedAuthority) {
+    RequestForwarding routed = kFwd;
+    routed.host = "app.example:8443";
+    Headers h = {{"Accept", "*/*"}, {"host", "evil.example"}, {"Host", "evil2.example"}};
+    rewrite_request_headers(h, routed);
+    EXPECT_EQ(count(h, "Host"), 1u);
+    EXPECT_EQ(h[1].value, "app.example:8443");
+    EXPECT_EQ(*find_header(h, "X-Forwarded-Host"), "app.example:8443");
+    EXPECT_EQ(*find_header(h, "Forwarded"),
+              "for=203.0.113.7;proto=https;host=\"app.example:8443\"");
+    Headers none = {{"Accept", "*/*"}};
+    rewrite_request_headers(none, routed);
+    EXPECT_EQ(none[0].name, "Host");
+    EXPECT_EQ(none[0].value, "app.example:8443");
+}
+
+// Proto, Host and request id are set (visitor values replaced); X-Real-IP is the peer; Host kept
+// when no routed authority is given.
 TEST(Forwarding, SetsForwardingHeaders) {
     Headers h = {{"Host", "App.Example:8443"}, {"X-Forwarded-Proto", "gopher"},
                  {"X-Forwarded-Host", "evil"}, {"X-Request-Id", "spoofed"},
@@ -127,7 +224,8 @@ TEST(Forwarding, SetsForwardingHeaders) {
     EXPECT_EQ(*find_header(h, "X-Forwarded-Host"), "App.Example:8443");
     EXPECT_EQ(*find_header(h, "X-Request-Id"), "req-1");
     EXPECT_EQ(count(h, "X-Request-Id"), 1u);
-    EXPECT_EQ(*find_header(h, "X-Real-IP"), "192.0.2.9");
+    EXPECT_EQ(*find_header(h, "X-Real-IP"), "203.0.113.7");
+    EXPECT_EQ(count(h, "X-Real-IP"), 1u);
 
     Headers g = {{"Host", "a"}};
     rewrite_request_headers(g, kFwd);

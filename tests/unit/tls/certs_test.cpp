@@ -89,6 +89,8 @@ TEST(Certs, UnfitForNamesAndValidity) {
     EXPECT_EQ(unfit_for(**ck, {"tunnel.example.com", "other.example.com"}, week),
               "does not cover other.example.com");
     EXPECT_EQ(unfit_for(**ck, {"127.0.0.2"}, week), "does not cover 127.0.0.2");
+    EXPECT_EQ(unfit_for(**ck, {"*.tunnel.example.com"}, week), "");
+    EXPECT_EQ(unfit_for(**ck, {"*.other.example.com"}, week), "does not cover *.other.example.com");
     EXPECT_EQ(unfit_for(**ck, {"a.b.tunnel.example.com"}, week),
               "does not cover a.b.tunnel.example.com");  // a wildcard spans one label
     // Valid for about a year: not fit when it must last two.
