@@ -289,6 +289,10 @@ TEST(BufferBudgetShares, ChurnKeepsSharesAndAccountsBounded) {
         seed = seed * 1103515245u + 12345u;
         return seed >> 16;
     };
+    auto count = [&held](auto field, const std::string& key) {
+        return static_cast<std::size_t>(std::count_if(
+            held.begin(), held.end(), [&](const Held& h) { return h.*field == key; }));
+    };
     for (int i = 0; i < 20000; ++i) {
         if (next() % 3 != 0 || held.empty()) {
             std::string d = "d" + std::to_string(next() % 5);
@@ -306,16 +310,12 @@ TEST(BufferBudgetShares, ChurnKeepsSharesAndAccountsBounded) {
         if (i % 97 == 0) {
             for (int k = 0; k < 12; ++k) {
                 const std::string s = "s" + std::to_string(k);
-                const auto n = static_cast<std::size_t>(
-                    std::count_if(held.begin(), held.end(), [&](const Held& h) { return h.source == s; }));
-                ASSERT_EQ(b.held_by_source(s), n * kLease);
+                ASSERT_EQ(b.held_by_source(s), count(&Held::source, s) * kLease);
                 ASSERT_LE(b.held_by_source(s), kPerSource);
             }
             for (int k = 0; k < 5; ++k) {
                 const std::string d = "d" + std::to_string(k);
-                const auto n = static_cast<std::size_t>(
-                    std::count_if(held.begin(), held.end(), [&](const Held& h) { return h.domain == d; }));
-                ASSERT_EQ(b.held_by_domain(d), n * kLease);
+                ASSERT_EQ(b.held_by_domain(d), count(&Held::domain, d) * kLease);
                 ASSERT_LE(b.held_by_domain(d), kPerDomain);
             }
         }
