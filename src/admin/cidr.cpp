@@ -79,6 +79,19 @@ std::string to_string(const IpAddr& ip) {
     return buf;
 }
 
+std::string source_key(const IpAddr& ip) {
+    std::string k(1, ip.v4 ? '4' : '6');
+    k.append(reinterpret_cast<const char*>(ip.bytes.data()), ip.v4 ? 4 : 8);  // IPv6: the /64
+    return k;
+}
+
+std::string source_key(std::string_view address) {
+    if (auto ip = parse_ip(address)) {
+        return source_key(*ip);
+    }
+    return "?" + std::string(address);
+}
+
 bool Cidr::contains(const IpAddr& ip) const {
     if (ip.v4 != net.v4) {
         return false;

@@ -25,6 +25,14 @@ struct IpAddr {
 std::optional<IpAddr> parse_ip(std::string_view text);
 std::string to_string(const IpAddr& ip);
 
+// The key per-source limits count a visitor under: the address for IPv4 (IPv4-mapped IPv6
+// included, so both socket families agree), the /64 for IPv6 (one host or home usually owns a
+// whole /64, so per-address limits would be free to dodge). Binary, 5 or 9 bytes.
+std::string source_key(const IpAddr& ip);
+// The same from an address as text; text that does not parse as an address (e.g. with a zone
+// id) is its own key.
+std::string source_key(std::string_view address);
+
 struct Cidr {
     IpAddr net;
     unsigned prefix = 0;  // 0..32 or 0..128

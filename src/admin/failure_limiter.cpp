@@ -2,11 +2,7 @@
 
 namespace hopgate::admin {
 
-std::string FailureLimiter::key_of(const IpAddr& ip) {
-    std::string k(1, ip.v4 ? '4' : '6');
-    k.append(reinterpret_cast<const char*>(ip.bytes.data()), ip.v4 ? 4 : 8);  // IPv6: the /64
-    return k;
-}
+std::string FailureLimiter::key_of(const IpAddr& ip) { return source_key(ip); }
 
 FailureLimiter::Lru::iterator FailureLimiter::touch(const std::string& key, core::Instant now) {
     if (auto it = index_.find(key); it != index_.end()) {

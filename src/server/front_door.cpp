@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "admin/cidr.hpp"
 #include "core/buffer_budget.hpp"
 #include "http/forwarding.hpp"
 #include "server/metrics.hpp"
@@ -81,12 +82,25 @@ struct FrontDoor::Impl : std::enable_shared_from_this<FrontDoor::Impl> {
     std::unordered_set<Session*> sessions;  // every open visitor connection (not owning)
     std::size_t live = 0;
     bool stopped = false;
-    core::BufferBudget budget;  // proxy I/O buffers of all exchanges
+    core::BufferBudget budget;  // proxy I/O buffers of all exchanges, shared fairly
+    // Open visitor connections per source (admin::source_key); an entry exists only while
+    // the source has a connection, so the map is bounded by `live`.
+    std::unordered_map<std::string, std::size_t> source_connections;
 
     Impl(asio::io_context& io_, TunnelPool& p, FrontDoorOptions o, ControlHandler c,
          ErrorPageRenderer r, Metrics* m)
         : io(io_), pool(p), opts(std::move(o)), control(std::move(c)), pages(std::move(r)),
-          metrics(m), budget(opts.buffer_budget) {}
+          metrics(m), budget(opts.buffer_budget, buffer_shares(opts)) {}
+
+    // A percentage of the budget as bytes; 100 % means no share at all.
+    static core::BufferBudget::Shares buffer_shares(const FrontDoorOptions& o) {
+        auto share = [&o](unsigned percent) {
+            return percent >= 100 ? core::BufferBudget::kUnlimited
+                                  : o.buffer_budget * percent / 100;
+        };
+        return {.per_domain = share(o.buffer_share_domain_percent),
+                .per_source = share(o.buffer_share_source_percent)};
+    }
 
     void update_gauges() {
         if (metrics) {
@@ -147,9 +161,11 @@ std::string remote_ip_of(const tcp::socket& s) {
 // responses go out in request order.
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(tcp::socket sock, asio::ssl::context& ctx, std::shared_ptr<FrontDoor::Impl> door)
-        : remote_ip_(remote_ip_of(sock)), stream_(std::move(sock), ctx), door_(door),
-          timer_(door->io) {
+    // `source`: the visitor's admin::source_key, for the per-source limits.
+    Session(tcp::socket sock, asio::ssl::context& ctx, std::shared_ptr<FrontDoor::Impl> door,
+            std::string source)
+        : remote_ip_(remote_ip_of(sock)), source_(std::move(source)),
+          stream_(std::move(sock), ctx), door_(door), timer_(door->io) {
         // Asio sets SSL_MODE_RELEASE_BUFFERS, so OpenSSL mallocs and frees its 16 KiB record
         // buffer around every read and write (two to four times per request). The first
         // kKeepTlsBuffers connections keep their buffers (at most ~33 KiB each, so ~33 MiB);
@@ -158,6 +174,7 @@ public:
             SSL_clear_mode(stream_.native_handle(), SSL_MODE_RELEASE_BUFFERS);
         }
         ++door->live;
+        ++door->source_connections[source_];
         door->sessions.insert(this);
         door->update_gauges();
     }
@@ -166,6 +183,10 @@ public:
         bufs_.reset();
         if (auto d = door_.lock()) {
             --d->live;
+            if (auto it = d->source_connections.find(source_);
+                it != d->source_connections.end() && --it->second == 0) {
+                d->source_connections.erase(it);
+            }
             d->sessions.erase(this);
             unregister();
             d->update_gauges();
@@ -483,10 +504,14 @@ private:
             send_page(d->pool.known(host_) ? 502 : 404, host_, parser_->is_done());
             return;
         }
-        // The exchange's two I/O buffers come from the server-wide budget, or it is refused.
-        bufs_ = d->budget.try_acquire(2 * kChunk);
+        // The exchange's two I/O buffers come from the server-wide budget, within the shares of
+        // its domain and of its visitor's source, or it is refused.
+        bufs_ = d->budget.try_acquire(2 * kChunk, {.domain = host_, .source = source_});
         d->update_gauges();
         if (!bufs_) {
+            if (d->metrics) {
+                d->metrics->buffer_refused(d->budget.last_refusal());
+            }
             tunnel_.reset();
             send_page(503, host_, false);
             return;
@@ -1037,6 +1062,7 @@ private:
     }
 
     std::string remote_ip_;
+    std::string source_;  // admin::source_key of the visitor
     beast::ssl_stream<tcp::socket> stream_;
     std::weak_ptr<FrontDoor::Impl> door_;
     // Deadlines (see arm()). kNever = not set.
@@ -1196,8 +1222,19 @@ void FrontDoor::Impl::accept_https(tcp::acceptor& a) {
                 self->metrics->connections_rejected.inc();
             }
         } else if (!ec) {
-            s.set_option(tcp::no_delay(true), ec);
-            std::make_shared<Session>(std::move(s), *self->ssl, self)->start();
+            std::string source = admin::source_key(remote_ip_of(s));
+            const std::size_t cap = self->opts.max_connections_per_source;
+            auto it = self->source_connections.find(source);
+            if (cap > 0 && it != self->source_connections.end() && it->second >= cap) {
+                // One source over its own cap: closed the same way.
+                if (self->metrics) {
+                    self->metrics->connections_rejected_per_source.inc();
+                }
+            } else {
+                s.set_option(tcp::no_delay(true), ec);
+                std::make_shared<Session>(std::move(s), *self->ssl, self, std::move(source))
+                    ->start();
+            }
         }
         self->accept_https(a);
     });

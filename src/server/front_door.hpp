@@ -5,8 +5,12 @@
 // as fast as the tunnel stream accepts it, and the response body is read from the tunnel only as
 // fast as the visitor's socket takes it. Each exchange leases its two I/O buffers from one
 // server-wide core::BufferBudget (`buffer_budget`); when the budget is spent, new exchanges get a
-// 503 page instead of memory. Connections over `max_connections` are closed at accept (counted
-// in hopgate_http_connections_rejected_total).
+// 503 page instead of memory. No domain may hold more than `buffer_share_domain_percent` of the
+// budget, no visitor source (IPv4 address, IPv6 /64) more than `buffer_share_source_percent`, so
+// one visitor or one attacked domain cannot starve the others (refusals counted in
+// hopgate_proxy_buffer_refused_total by share). Connections over `max_connections` are closed at
+// accept (counted in hopgate_http_connections_rejected_total), and so are a source's connections
+// over `max_connections_per_source` (hopgate_http_connections_rejected_per_source_total).
 //
 // Every wait has a deadline: TLS handshake and first request head (`header_timeout`, slowloris),
 // the next request head on a kept-alive connection (`keepalive_timeout`), the response head
@@ -63,7 +67,10 @@ struct FrontDoorOptions {
     std::size_t max_header_bytes = 32 * 1024;
     std::size_t max_control_body = 64 * 1024;
     std::size_t max_connections = 10000;
+    std::size_t max_connections_per_source = 256;  // per IPv4 address / IPv6 /64; 0 = no cap
     std::size_t buffer_budget = 512u * 1024 * 1024;  // bytes of proxy I/O buffers, all exchanges
+    unsigned buffer_share_domain_percent = 50;  // of buffer_budget, one domain; 100 = no share
+    unsigned buffer_share_source_percent = 10;  // of buffer_budget, one source; 100 = no share
     core::Logger access_log;                     // one "request" line per request
     std::string hsts;                            // Strict-Transport-Security value, empty = off
     // ACME HTTP-01: the key authorization for a token under /.well-known/acme-challenge/, any

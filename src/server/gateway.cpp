@@ -192,7 +192,10 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         fo.keepalive_timeout = cfg.keepalive_timeout;
         fo.upgrade_idle_timeout = cfg.upgrade_idle_timeout;
         fo.max_connections = cfg.max_connections;
+        fo.max_connections_per_source = cfg.max_connections_per_source;
         fo.buffer_budget = cfg.buffer_budget;
+        fo.buffer_share_domain_percent = cfg.buffer_share_domain_percent;
+        fo.buffer_share_source_percent = cfg.buffer_share_source_percent;
         fo.access_log = log.with_component("access");
         fo.hsts = cfg.hsts;
         fo.trusted_proxies = parse_cidrs(cfg.trusted_proxies, "HOP_SERVER_TRUSTED_PROXIES");

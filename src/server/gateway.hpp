@@ -31,7 +31,10 @@ struct GatewayConfig {
     std::chrono::seconds keepalive_timeout{60};    // next request head on a kept-alive connection
     std::chrono::seconds upgrade_idle_timeout{600};  // idle 101 pipe
     std::size_t max_connections = 10000;           // open visitor connections
+    std::size_t max_connections_per_source = 256;  // per IPv4 address / IPv6 /64; 0 = no cap
     std::size_t buffer_budget = 512u * 1024 * 1024;  // proxy I/O buffers, all exchanges
+    unsigned buffer_share_domain_percent = 50;     // of buffer_budget, one domain
+    unsigned buffer_share_source_percent = 10;     // of buffer_budget, one source
     // Receive-window growth of all tunnels together (beyond each one's initial 1 MiB).
     std::size_t tunnel_window_budget = 256u * 1024 * 1024;
     std::string admin_key;

@@ -24,10 +24,18 @@ Metrics::Metrics(core::MetricsRegistry& r)
       connections_rejected(r.counter("hopgate_http_connections_rejected_total",
                                      "Visitor connections closed at accept: over the connection cap")
                                .get()),
+      connections_rejected_per_source(
+          r.counter("hopgate_http_connections_rejected_per_source_total",
+                    "Visitor connections closed at accept: over the per-source connection cap")
+              .get()),
       upgrades(r.counter("hopgate_http_upgrades_total", "Upgraded (101) byte pipes started").get()),
       proxy_buffer_bytes(r.gauge("hopgate_proxy_buffer_bytes",
                                  "Bytes of proxy I/O buffers leased from the server-wide budget")
                              .get()),
+      proxy_buffer_refused(r.counter("hopgate_proxy_buffer_refused_total",
+                                     "Exchanges refused (503) by the proxy buffer budget, by the "
+                                     "share that was spent: source, domain or total",
+                                     {"share"})),
       window_budget_bytes(r.gauge("hopgate_tunnel_window_budget_bytes",
                                   "Receive-window growth reserved by all tunnels from the shared budget")
                               .get()),
@@ -35,7 +43,11 @@ Metrics::Metrics(core::MetricsRegistry& r)
                                      "Tunnel receive-window growths refused by the shared budget")
                                .get()),
       request_children_(new std::atomic<core::Counter*>[kMethodSlots * 1000]()),
-      http_duration_child_(http_duration.get()) {}
+      http_duration_child_(http_duration.get()) {
+    for (const char* share : {"source", "domain", "total"}) {
+        proxy_buffer_refused.with({share});  // exported as 0 from the start
+    }
+}
 
 void Metrics::request(const std::string& method, unsigned status,
                       std::chrono::steady_clock::duration took) {
@@ -77,6 +89,15 @@ void Metrics::proxy_error(int status) {
                        : status == 503 ? "overloaded"
                                        : "other";
     proxy_errors.with({type}).inc();
+}
+
+void Metrics::buffer_refused(core::BufferBudget::Refusal why) {
+    using Refusal = core::BufferBudget::Refusal;
+    proxy_buffer_refused
+        .with({why == Refusal::kSource   ? "source"
+               : why == Refusal::kDomain ? "domain"
+                                         : "total"})
+        .inc();
 }
 
 void Metrics::handshake(const char* result, net::TransportKind kind) {

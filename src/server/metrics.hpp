@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "core/buffer_budget.hpp"
 #include "core/metrics.hpp"
 #include "net/tunnel.hpp"
 
@@ -24,6 +25,8 @@ struct Metrics {
     void set_tunnels(std::size_t dtls, std::size_t tls);
     // Updates the tunnel receive-window budget figures (on scrape).
     void set_window_budget(std::uint64_t reserved, std::uint64_t denied_total);
+    // The proxy buffer budget refused an exchange (answered 503).
+    void buffer_refused(core::BufferBudget::Refusal why);
 
     core::MetricsRegistry& registry;
     core::Family<core::Counter>& http_requests;
@@ -37,8 +40,10 @@ struct Metrics {
     // Visitor connections (front door).
     core::Gauge& connections_open;
     core::Counter& connections_rejected;  // over HOP_SERVER_MAX_CONNECTIONS, closed at accept
+    core::Counter& connections_rejected_per_source;  // over ..._PER_SOURCE, closed at accept
     core::Counter& upgrades;              // 101 pipes started
     core::Gauge& proxy_buffer_bytes;      // bytes leased from the proxy buffer budget
+    core::Family<core::Counter>& proxy_buffer_refused;  // leases refused, by share
     core::Gauge& window_budget_bytes;     // tunnel receive-window growth reserved, all tunnels
     core::Counter& window_budget_denied;  // window growths refused by that budget
 

@@ -59,10 +59,25 @@ core::ConfigSchema schema() {
            .type = OptionType::kInt, .default_value = "10000",
            .help = "open visitor connections; more are closed at accept", .min = 1,
            .max = 1000000});
+    s.add({.env = "HOP_SERVER_MAX_CONNECTIONS_PER_SOURCE", .flag = "--max-connections-per-source",
+           .type = OptionType::kInt, .default_value = "256",
+           .help = "open visitor connections per source (IPv4 address, IPv6 /64); more are "
+                   "closed at accept (0 = no per-source cap)",
+           .min = 0, .max = 1000000});
     s.add({.env = "HOP_SERVER_BUFFER_BUDGET_MB", .flag = "--buffer-budget-mb",
            .type = OptionType::kInt, .default_value = "512",
            .help = "MiB of proxy I/O buffers for all exchanges (128 KiB each); over it -> 503",
            .min = 1, .max = 1048576});
+    s.add({.env = "HOP_SERVER_BUFFER_SHARE_DOMAIN_PERCENT", .flag = "--buffer-share-domain-percent",
+           .type = OptionType::kInt, .default_value = "50",
+           .help = "percent of the proxy buffer budget one domain's exchanges may hold; over it "
+                   "-> 503 for that domain only (100 = no share)",
+           .min = 1, .max = 100});
+    s.add({.env = "HOP_SERVER_BUFFER_SHARE_SOURCE_PERCENT", .flag = "--buffer-share-source-percent",
+           .type = OptionType::kInt, .default_value = "10",
+           .help = "percent of the proxy buffer budget the exchanges of one visitor source (IPv4 "
+                   "address, IPv6 /64) may hold; over it -> 503 for that source (100 = no share)",
+           .min = 1, .max = 100});
     s.add({.env = "HOP_SERVER_TUNNEL_BUFFER_BUDGET_MB", .flag = "--tunnel-buffer-budget-mb",
            .type = OptionType::kInt, .default_value = "256",
            .help = "MiB of tunnel receive-window growth for all tunnels together (each tunnel "
@@ -293,8 +308,14 @@ int server_main(int argc, const char* const* argv) {
         std::chrono::seconds(cfg.get_int("HOP_SERVER_KEEPALIVE_TIMEOUT_SECONDS"));
     g.upgrade_idle_timeout = std::chrono::seconds(cfg.get_int("HOP_SERVER_UPGRADE_IDLE_SECONDS"));
     g.max_connections = static_cast<std::size_t>(cfg.get_int("HOP_SERVER_MAX_CONNECTIONS"));
+    g.max_connections_per_source =
+        static_cast<std::size_t>(cfg.get_int("HOP_SERVER_MAX_CONNECTIONS_PER_SOURCE"));
     g.buffer_budget =
         static_cast<std::size_t>(cfg.get_int("HOP_SERVER_BUFFER_BUDGET_MB")) * 1024 * 1024;
+    g.buffer_share_domain_percent =
+        static_cast<unsigned>(cfg.get_int("HOP_SERVER_BUFFER_SHARE_DOMAIN_PERCENT"));
+    g.buffer_share_source_percent =
+        static_cast<unsigned>(cfg.get_int("HOP_SERVER_BUFFER_SHARE_SOURCE_PERCENT"));
     g.tunnel_window_budget =
         static_cast<std::size_t>(cfg.get_int("HOP_SERVER_TUNNEL_BUFFER_BUDGET_MB")) * 1024 * 1024;
     const auto drain = std::chrono::seconds(cfg.get_int("HOP_SERVER_DRAIN_SECONDS"));

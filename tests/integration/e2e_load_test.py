@@ -205,7 +205,11 @@ class RssSampler:
 
 
 try:
-    server = gw.start_server(log_name="hopgate-server.log")
+    # All load comes from 127.0.0.1: lift the per-source share of the proxy buffer budget and the
+    # per-source connection cap (500 requests at once would exceed both defaults).
+    server = gw.start_server(log_name="hopgate-server.log",
+                             env=dict(os.environ, HOP_SERVER_BUFFER_SHARE_SOURCE_PERCENT="100",
+                                      HOP_SERVER_MAX_CONNECTIONS_PER_SOURCE="0"))
     ports, connect = gw.ports, gw.connect
 
     st, reg = gw.admin("POST", "/api/v1/admin/domains/register", {"domain": DOMAIN, "memo": "load"})

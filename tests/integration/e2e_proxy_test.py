@@ -123,6 +123,12 @@ try:
                HOP_SERVER_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT),
                HOP_SERVER_KEEPALIVE_TIMEOUT_SECONDS=str(KEEPALIVE_TIMEOUT),
                HOP_SERVER_BUFFER_BUDGET_MB="1",  # 8 exchanges of 128 KiB
+               # Every visitor here is 127.0.0.1: no per-domain / per-source shares or
+               # per-source connection cap, so the whole budget and the idle flood are reachable
+               # (the shares and that cap: e2e_edge_budget_test.py).
+               HOP_SERVER_BUFFER_SHARE_DOMAIN_PERCENT="100",
+               HOP_SERVER_BUFFER_SHARE_SOURCE_PERCENT="100",
+               HOP_SERVER_MAX_CONNECTIONS_PER_SOURCE="0",
                HOP_SERVER_TUNNEL_BUFFER_BUDGET_MB="1",  # tunnel window growth, all tunnels
                HOP_SERVER_DRAIN_SECONDS="10")
     server = gw.start_server(env=env)

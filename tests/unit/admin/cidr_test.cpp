@@ -32,6 +32,23 @@ TEST(ParseIp, Forms) {
 }
 
 // Prefix matching, both families, with the edges of each prefix.
+// Per-source limits: one key per IPv4 address (mapped IPv6 included), one per IPv6 /64;
+// unparsable text keys as itself.
+TEST(SourceKey, Ipv4AddressIpv6Slash64) {
+    EXPECT_EQ(source_key("192.0.2.1"), source_key("::ffff:192.0.2.1"));
+    EXPECT_EQ(source_key("192.0.2.1"), source_key(ip("192.0.2.1")));
+    EXPECT_NE(source_key("192.0.2.1"), source_key("192.0.2.2"));
+    EXPECT_EQ(source_key("192.0.2.1").size(), 5u);
+    EXPECT_EQ(source_key("2001:db8:1:2::1"), source_key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+    EXPECT_NE(source_key("2001:db8:1:2::1"), source_key("2001:db8:1:3::1"));
+    EXPECT_EQ(source_key("2001:db8:1:2::1").size(), 9u);
+    // An IPv6 address whose /64 looks like an IPv4 address is still another key.
+    EXPECT_NE(source_key("::c000:201"), source_key("192.0.2.1"));
+    EXPECT_NE(source_key("c000:201::"), source_key("192.0.2.1"));
+    EXPECT_EQ(source_key("fe80::1%2"), "?fe80::1%2");
+    EXPECT_NE(source_key("fe80::1%2"), source_key("fe80::1%3"));
+}
+
 TEST(ParseCidr, Contains) {
     auto c = parse_cidr("10.0.0.0/8");
     ASSERT_TRUE(c);
