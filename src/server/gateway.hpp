@@ -28,6 +28,8 @@ struct GatewayConfig {
     std::chrono::seconds keepalive_timeout{60};    // next request head on a kept-alive connection
     std::chrono::seconds upgrade_idle_timeout{600};  // idle 101 pipe
     std::size_t max_connections = 10000;           // open visitor connections
+    std::size_t max_http_connections = 1024;       // open plain-HTTP (:80) connections
+    std::size_t dtls_max_half_open_per_source = 16;  // DTLS handshakes in progress per /32, /64
     std::size_t buffer_budget = 512u * 1024 * 1024;  // proxy I/O buffers, all exchanges
     // Receive-window growth of all tunnels together (beyond each one's initial 1 MiB).
     std::size_t tunnel_window_budget = 256u * 1024 * 1024;

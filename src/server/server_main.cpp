@@ -59,6 +59,18 @@ core::ConfigSchema schema() {
            .type = OptionType::kInt, .default_value = "10000",
            .help = "open visitor connections; more are closed at accept", .min = 1,
            .max = 1000000});
+    s.add({.env = "HOP_SERVER_HTTP_MAX_CONNECTIONS", .flag = "--http-max-connections",
+           .type = OptionType::kInt, .default_value = "1024",
+           .help = "open plain-HTTP connections (redirects, ACME HTTP-01); more are closed at "
+                   "accept",
+           .min = 1, .max = 1000000});
+    s.add({.env = "HOP_SERVER_DTLS_MAX_HALF_OPEN_PER_SOURCE",
+           .flag = "--dtls-max-half-open-per-source", .type = OptionType::kInt,
+           .default_value = "16",
+           .help = "DTLS handshakes in progress per source address (IPv4 /32, IPv6 /64); at the "
+                   "cap the source's oldest one (if over 1 s old) makes room, else the new one "
+                   "is dropped",
+           .min = 1, .max = 1024});
     s.add({.env = "HOP_SERVER_BUFFER_BUDGET_MB", .flag = "--buffer-budget-mb",
            .type = OptionType::kInt, .default_value = "512",
            .help = "MiB of proxy I/O buffers for all exchanges (128 KiB each); over it -> 503",
@@ -231,6 +243,10 @@ int server_main(int argc, const char* const* argv) {
         std::chrono::seconds(cfg.get_int("HOP_SERVER_KEEPALIVE_TIMEOUT_SECONDS"));
     g.upgrade_idle_timeout = std::chrono::seconds(cfg.get_int("HOP_SERVER_UPGRADE_IDLE_SECONDS"));
     g.max_connections = static_cast<std::size_t>(cfg.get_int("HOP_SERVER_MAX_CONNECTIONS"));
+    g.max_http_connections =
+        static_cast<std::size_t>(cfg.get_int("HOP_SERVER_HTTP_MAX_CONNECTIONS"));
+    g.dtls_max_half_open_per_source =
+        static_cast<std::size_t>(cfg.get_int("HOP_SERVER_DTLS_MAX_HALF_OPEN_PER_SOURCE"));
     g.buffer_budget =
         static_cast<std::size_t>(cfg.get_int("HOP_SERVER_BUFFER_BUDGET_MB")) * 1024 * 1024;
     g.tunnel_window_budget =
