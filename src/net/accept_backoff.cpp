@@ -1,8 +1,7 @@
 #include "net/accept_backoff.hpp"
 
-#include <cerrno>
-
 #include <boost/asio/error.hpp>
+#include <cerrno>
 
 namespace hopgate::net {
 
@@ -30,7 +29,8 @@ AcceptErrorKind classify_accept_error(const boost::system::error_code& ec) {
             case EINTR:
             case EAGAIN:
                 return AcceptErrorKind::kPerConnection;
-            default: break;
+            default:
+                break;
         }
     }
     // EMFILE, ENFILE, ENOBUFS, ENOMEM, and anything unexpected: never spin on it.
@@ -40,15 +40,22 @@ AcceptErrorKind classify_accept_error(const boost::system::error_code& ec) {
 AcceptBackoff::AcceptBackoff(boost::asio::any_io_executor ex, std::string listener,
                              core::Logger log, std::chrono::milliseconds delay,
                              std::chrono::steady_clock::duration log_interval)
-    : timer_(std::move(ex)), listener_(std::move(listener)), log_(std::move(log)),
-      delay_(delay), log_interval_(log_interval) {}
+    : timer_(std::move(ex)),
+      listener_(std::move(listener)),
+      log_(std::move(log)),
+      delay_(delay),
+      log_interval_(log_interval) {}
 
 void AcceptBackoff::next(const boost::system::error_code& ec, std::function<void()> rearm) {
     switch (classify_accept_error(ec)) {
         case AcceptErrorKind::kNone:
-        case AcceptErrorKind::kPerConnection: rearm(); return;
-        case AcceptErrorKind::kAborted: return;
-        case AcceptErrorKind::kResource: break;
+        case AcceptErrorKind::kPerConnection:
+            rearm();
+            return;
+        case AcceptErrorKind::kAborted:
+            return;
+        case AcceptErrorKind::kResource:
+            break;
     }
     ++pauses_;
     ++unlogged_;

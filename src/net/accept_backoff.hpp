@@ -39,7 +39,7 @@ enum class AcceptErrorKind {
 AcceptErrorKind classify_accept_error(const boost::system::error_code& ec);
 
 class AcceptBackoff {
-public:
+  public:
     static constexpr std::chrono::milliseconds kDefaultDelay{50};
     static constexpr std::chrono::seconds kDefaultLogInterval{10};
 
@@ -56,7 +56,7 @@ public:
     // Sets a function called once per pause (e.g. a metric's inc()).
     void on_pause(std::function<void()> f) { on_pause_ = std::move(f); }
 
-private:
+  private:
     boost::asio::steady_timer timer_;
     std::string listener_;
     core::Logger log_;

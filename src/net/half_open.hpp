@@ -55,11 +55,11 @@ struct HalfOpenLimits {
 };
 
 class HalfOpenTable {
-public:
+  public:
     enum class Verdict {
-        kAdmit,          // evict `evict` (if any), then add() the newcomer
-        kRefuseSource,   // the source is at its cap with only young sessions
-        kRefuseFull,     // the table is full of sessions younger than `pressure_age`
+        kAdmit,         // evict `evict` (if any), then add() the newcomer
+        kRefuseSource,  // the source is at its cap with only young sessions
+        kRefuseFull,    // the table is full of sessions younger than `pressure_age`
     };
 
     struct Admission {
@@ -91,7 +91,7 @@ public:
     const Stats& stats() const { return stats_; }
     const HalfOpenLimits& limits() const { return limits_; }
 
-private:
+  private:
     struct Entry {
         std::uint64_t id;
         SourceKey src;
