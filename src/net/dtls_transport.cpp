@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include "net/clock.hpp"
+#include "net/half_open.hpp"
 #include "net/transport.hpp"
 #include "net/udp_io.hpp"
 #include "tls/cookie.hpp"
@@ -117,6 +118,7 @@ struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
     TransportOptions opts;
     NewTunnel on_tunnel;
     tls::CookieGuard cookies;
+    HalfOpenTable half_open;  // handshakes in progress, by age and source
     UdpReceiver rx;
     UdpSender tx;
     std::vector<std::uint8_t> reply;
@@ -131,9 +133,13 @@ struct DtlsServer::Impl : std::enable_shared_from_this<DtlsServer::Impl> {
     Impl(asio::io_context& io_, const udp::endpoint& listen, tls::ContextPtr c,
          TransportOptions o, NewTunnel cb)
         : io(io_), sock(io_), ctx(std::move(c)), opts(std::move(o)), on_tunnel(std::move(cb)),
-          cookies(std::chrono::seconds(60), core::steady_now()) {
+          cookies(std::chrono::seconds(60), core::steady_now()),
+          half_open(HalfOpenLimits{.max_total = opts.max_half_open,
+                                   .max_per_source = opts.max_half_open_per_source,
+                                   .pressure_age = opts.half_open_pressure_age}) {
         sock.open(listen.protocol());
-        sock.set_option(asio::socket_base::reuse_address(true));
+        // No SO_REUSEADDR: on UDP it would let a second server bind the same port silently
+        // (and take part of the datagrams); a port in use must fail start-up.
         sock.bind(listen);
         sock.non_blocking(true);
         size_socket(sock.native_handle(), opts.socket_buffer_bytes);
@@ -172,7 +178,6 @@ public:
         peer_ = a.to_string();
     }
     std::uint64_t cid() const { return cid_; }
-    bool half_open() const { return !conn_; }
 
     // Path validation (RFC 9000 §8.2 and §9, adapted). A datagram carrying this session's
     // connection ID and at least one authenticated, non-replayed record (`records` > 0) from an
@@ -237,6 +242,7 @@ public:
             // Handshake flights fit the safe size; records may then grow up to the PMTUD ceiling.
             (void)engine_->set_mtu(srv->opts.udp_payload_max);
             conn_ = std::make_unique<proto::Connection>(c, core::steady_now());
+            srv->half_open.remove(cid_);
             ++srv->st.handshakes_ok;
             if (srv->on_tunnel) {
                 srv->on_tunnel(std::static_pointer_cast<Tunnel>(shared_from_this()));
@@ -719,13 +725,25 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
         ++st.dropped;
         return;
     }
-    std::size_t half_open = 0;
-    for (const auto& [k, s] : by_cid) {
-        half_open += s->half_open() ? 1 : 0;
-    }
-    if (by_cid.size() >= opts.max_sessions || half_open >= opts.max_half_open) {
+    if (by_cid.size() >= opts.max_sessions) {
         ++st.dropped;
         return;
+    }
+    // A valid cookie proves only that the peer receives at this address and port: one host
+    // with many ports must not take every handshake slot (net/half_open.hpp).
+    const SourceKey src = source_key(from.addr);
+    auto admission = half_open.admit(src, now);
+    if (admission.verdict != HalfOpenTable::Verdict::kAdmit) {
+        ++st.dropped;  // the peer retransmits its ClientHello
+        return;
+    }
+    for (const std::uint64_t id : admission.evict) {
+        if (auto it = by_cid.find(id); it != by_cid.end()) {
+            auto victim = it->second;
+            ++st.handshakes_failed;
+            victim->abort();  // half-open: nothing to send; remove() forgets it
+        }
+        half_open.remove(id);
     }
     tls::DtlsOptions dopts;
     dopts.mtu = opts.udp_payload_base;
@@ -737,6 +755,7 @@ void DtlsServer::Impl::handle(std::span<const std::uint8_t> d, const PeerAddr& f
     auto s = std::make_shared<ServerSession>(shared_from_this(), from, std::move(engine));
     by_addr[from] = s;
     by_cid[s->cid()] = s;
+    half_open.add(s->cid(), src, now);
     s->on_datagram(d, now);
     mark_dirty(s);
 }
@@ -806,6 +825,7 @@ void DtlsServer::Impl::remove(ServerSession& s) {
     }
     auto keep = it->second;  // keep alive until this function returns
     s.forget_addresses(*this);
+    half_open.remove(s.cid());
     by_cid.erase(it);
 }
 
@@ -838,9 +858,12 @@ void DtlsServer::stop() {
 ServerStats DtlsServer::stats() const {
     ServerStats s = impl_->st;
     s.sessions = impl_->by_cid.size();
-    for (const auto& [k, v] : impl_->by_cid) {
-        s.half_open += v->half_open() ? 1 : 0;
-    }
+    s.half_open = impl_->half_open.size();
+    const auto& h = impl_->half_open.stats();
+    s.half_open_evicted_same_source = h.evicted_same_source;
+    s.half_open_evicted_pressure = h.evicted_pressure;
+    s.half_open_refused_source = h.refused_source;
+    s.half_open_refused_full = h.refused_full;
     s.send_syscalls = impl_->tx.syscalls();
     return s;
 }

@@ -10,6 +10,7 @@
 #include <span>
 #include <unordered_set>
 
+#include "net/accept_backoff.hpp"
 #include "net/clock.hpp"
 #include "net/transport.hpp"
 #include "tls/tls_stream_engine.hpp"
@@ -382,11 +383,13 @@ struct TlsServer::Impl : std::enable_shared_from_this<TlsServer::Impl> {
     TransportOptions opts;
     NewTunnel on_tunnel;
     std::unordered_map<TlsTunnel*, std::shared_ptr<TlsTunnel>> live;
+    AcceptBackoff backoff;
     bool stopped = false;
 
     Impl(asio::io_context& io_, const tcp::endpoint& listen, tls::ContextPtr c, TransportOptions o,
          NewTunnel cb)
-        : io(io_), acceptor(io_), ctx(std::move(c)), opts(std::move(o)), on_tunnel(std::move(cb)) {
+        : io(io_), acceptor(io_), ctx(std::move(c)), opts(std::move(o)), on_tunnel(std::move(cb)),
+          backoff(io_.get_executor(), "tunnel_tls", opts.log) {
         acceptor.open(listen.protocol());
         acceptor.set_option(asio::socket_base::reuse_address(true));
         acceptor.bind(listen);
@@ -403,7 +406,11 @@ struct TlsServer::Impl : std::enable_shared_from_this<TlsServer::Impl> {
             if (!ec) {
                 self->accepted(std::move(s));
             }
-            self->do_accept();
+            self->backoff.next(ec, [weak] {
+                if (auto me = weak.lock(); me && !me->stopped) {
+                    me->do_accept();
+                }
+            });
         });
     }
 
@@ -446,6 +453,7 @@ void TlsServer::stop() {
         return;
     }
     impl_->stopped = true;
+    impl_->backoff.cancel();
     boost::system::error_code ec;
     impl_->acceptor.close(ec);
     auto live = impl_->live;

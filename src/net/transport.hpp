@@ -1,9 +1,12 @@
 // Real transports for tunnels: DTLS 1.2 over UDP (primary) and TLS over TCP (fallback).
 //
 // Server side: DtlsServer owns one UDP socket for all clients (demultiplexed by connection ID,
-// then by address; a stateless cookie exchange precedes any per-peer state), TlsServer owns a TCP
-// acceptor. Each accepted client becomes a Tunnel handed to the application's callback, which
-// sets its TunnelEvents. Client side: dial_dtls()/dial_tls() produce a Tunnel that authenticates
+// then by address; a stateless cookie exchange precedes any per-peer state, and the handshakes
+// in progress after it are bounded per source and in all, see net/half_open.hpp), TlsServer owns
+// a TCP acceptor (pausing on EMFILE, net/accept_backoff.hpp). Both constructors throw
+// boost::system::system_error when the address cannot be bound (e.g. in use: the DTLS socket
+// does not set SO_REUSEADDR, so a second server cannot share its UDP port). Each accepted client
+// becomes a Tunnel handed to the application's callback, which sets its TunnelEvents. Client side: dial_dtls()/dial_tls() produce a Tunnel that authenticates
 // with the credentials in the connection config.
 //
 // Everything runs on the io_context's single thread. Every wait has a deadline (handshake
@@ -18,6 +21,7 @@
 #include <memory>
 #include <string>
 
+#include "core/log.hpp"
 #include "net/tunnel.hpp"
 #include "tls/context.hpp"
 
@@ -36,13 +40,19 @@ struct TransportOptions {
     std::size_t udp_payload_base = 1200;          // safe start (SPEC §4)
     std::size_t udp_payload_max = 1452;           // PMTUD ceiling (1500 - IPv6 - UDP)
     std::size_t max_sessions = 10000;
-    std::size_t max_half_open = 1024;             // DTLS handshakes in progress
+    // DTLS handshakes in progress (after the cookie exchange): all of them, and per source
+    // address (IPv4 /32, IPv6 /64). At half full, those older than `half_open_pressure_age` are
+    // evicted to admit a newcomer (HalfOpenTable, net/half_open.hpp).
+    std::size_t max_half_open = 1024;
+    std::size_t max_half_open_per_source = 16;
+    core::Duration half_open_pressure_age = std::chrono::seconds(2);
     std::size_t tcp_write_high_water = 512 * 1024;  // stop pulling from the connection above this
     int socket_buffer_bytes = 4 * 1024 * 1024;
     // DTLS client: nothing received for this long while packets await acknowledgement (or the
     // local address is gone) -> continue on a fresh UDP socket; the server follows by connection
     // ID after path validation (docs/protocol.md §14.2). Zero disables.
     core::Duration client_rebind_after = std::chrono::seconds(3);
+    core::Logger log;  // listener warnings (accept pauses); default: silent
 };
 
 struct ServerStats {
@@ -56,6 +66,12 @@ struct ServerStats {
     std::uint64_t path_challenges = 0;          // PATH_CHALLENGEs sent to candidate addresses
     std::uint64_t path_validations_failed = 0;  // no PATH_RESPONSE: stayed on the old address
     std::uint64_t amplification_limited = 0;    // flushes stopped by the 3x anti-amplification cap
+    // Half-open handshakes (HalfOpenTable): evicted as the oldest of a source at its cap, or
+    // under pressure (older than half_open_pressure_age); refused newcomers.
+    std::uint64_t half_open_evicted_same_source = 0;
+    std::uint64_t half_open_evicted_pressure = 0;
+    std::uint64_t half_open_refused_source = 0;
+    std::uint64_t half_open_refused_full = 0;
     std::uint64_t send_syscalls = 0;
     std::size_t sessions = 0;
     std::size_t half_open = 0;

@@ -26,6 +26,7 @@
 #include "acme/storage.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "net/accept_backoff.hpp"
 
 namespace hopgate::server {
 
@@ -510,8 +511,16 @@ asio::awaitable<void> serve_http01(asio::ip::tcp::acceptor& acc, const Challenge
     namespace http = beast::http;
     for (;;) {
         auto [ec, sock] = co_await acc.async_accept(asio::as_tuple(asio::use_awaitable));
-        if (ec) {
-            co_return;
+        if (const auto kind = net::classify_accept_error(ec); kind != net::AcceptErrorKind::kNone) {
+            if (kind == net::AcceptErrorKind::kAborted) {
+                co_return;
+            }
+            if (kind == net::AcceptErrorKind::kResource) {
+                // Out of descriptors or memory: pause instead of spinning on the same error.
+                asio::steady_timer pause(acc.get_executor(), net::AcceptBackoff::kDefaultDelay);
+                (void)co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+            }
+            continue;
         }
         asio::co_spawn(
             acc.get_executor(),

@@ -23,6 +23,7 @@
 #include "admin/cidr.hpp"
 #include "core/buffer_budget.hpp"
 #include "http/forwarding.hpp"
+#include "net/accept_backoff.hpp"
 #include "server/metrics.hpp"
 #include "server/request_head.hpp"
 #include "server/tunnel_pool.hpp"
@@ -81,6 +82,9 @@ struct FrontDoor::Impl : std::enable_shared_from_this<FrontDoor::Impl> {
     std::map<std::pair<const net::Tunnel*, proto::StreamId>, std::shared_ptr<Session>> exchanges;
     std::unordered_set<Session*> sessions;  // every open visitor connection (not owning)
     std::size_t live = 0;
+    std::size_t http_live = 0;  // open plain-HTTP (redirect / ACME HTTP-01) connections
+    // One per listener: pauses its accept loop on EMFILE and the like instead of spinning.
+    std::unordered_map<const tcp::acceptor*, std::unique_ptr<net::AcceptBackoff>> backoffs;
     bool stopped = false;
     core::BufferBudget budget;  // proxy I/O buffers of all exchanges, shared fairly
     // Open visitor connections per source (admin::source_key); an entry exists only while
@@ -146,6 +150,23 @@ struct FrontDoor::Impl : std::enable_shared_from_this<FrontDoor::Impl> {
 
     void accept_https(tcp::acceptor& a);
     void accept_http(tcp::acceptor& a, std::uint16_t https_port);
+    // After an accept on `a` completed with `ec`: `rearm` now, after a pause, or never.
+    void next_accept(const tcp::acceptor& a, const beast::error_code& ec,
+                     std::function<void()> rearm) {
+        backoffs.at(&a)->next(ec, std::move(rearm));
+    }
+    void add_backoff(const tcp::acceptor& a, const char* listener) {
+        auto b = std::make_unique<net::AcceptBackoff>(io.get_executor(), listener, opts.log);
+        if (metrics) {
+            b->on_pause([c = &metrics->accept_pauses.with({listener})] { c->inc(); });
+        }
+        backoffs[&a] = std::move(b);
+    }
+    void update_http_gauge() {
+        if (metrics) {
+            metrics->redirect_connections_open.set(static_cast<std::int64_t>(http_live));
+        }
+    }
 };
 
 namespace {
@@ -1127,10 +1148,23 @@ private:
 // Plain HTTP: ACME HTTP-01 answers for any Host; everything else is redirected to HTTPS.
 class RedirectSession : public std::enable_shared_from_this<RedirectSession> {
 public:
+    // Counted in `door`'s http_live while it exists.
     RedirectSession(tcp::socket s, std::uint16_t https_port, std::chrono::seconds timeout,
-                    std::function<std::optional<std::string>(std::string_view)> acme)
+                    std::function<std::optional<std::string>(std::string_view)> acme,
+                    const std::shared_ptr<FrontDoor::Impl>& door)
         : stream_(std::move(s)), https_port_(https_port), timeout_(timeout),
-          acme_(std::move(acme)) {}
+          acme_(std::move(acme)), door_(door) {
+        ++door->http_live;
+        door->update_http_gauge();
+    }
+    ~RedirectSession() {
+        if (auto d = door_.lock()) {
+            --d->http_live;
+            d->update_http_gauge();
+        }
+    }
+    RedirectSession(const RedirectSession&) = delete;
+    RedirectSession& operator=(const RedirectSession&) = delete;
     void start() {
         stream_.expires_after(timeout_);
         parser_.header_limit(16 * 1024);
@@ -1188,6 +1222,7 @@ private:
     std::uint16_t https_port_;
     std::chrono::seconds timeout_;
     std::function<std::optional<std::string>(std::string_view)> acme_;
+    std::weak_ptr<FrontDoor::Impl> door_;
     beast::flat_buffer buf_;
     http::request_parser<http::empty_body> parser_;
     http::response<http::empty_body> res_;
@@ -1231,12 +1266,17 @@ void FrontDoor::Impl::accept_https(tcp::acceptor& a) {
                     self->metrics->connections_rejected_per_source.inc();
                 }
             } else {
-                s.set_option(tcp::no_delay(true), ec);
+                beast::error_code ignored;  // `ec` stays the accept's result for next_accept
+                s.set_option(tcp::no_delay(true), ignored);
                 std::make_shared<Session>(std::move(s), *self->ssl, self, std::move(source))
                     ->start();
             }
         }
-        self->accept_https(a);
+        self->next_accept(a, ec, [weak, &a] {
+            if (auto me = weak.lock(); me && !me->stopped) {
+                me->accept_https(a);
+            }
+        });
     });
 }
 
@@ -1247,12 +1287,22 @@ void FrontDoor::Impl::accept_http(tcp::acceptor& a, std::uint16_t https_port) {
         if (!self || self->stopped) {
             return;
         }
-        if (!ec) {
+        if (!ec && self->http_live >= self->opts.max_http_connections) {
+            // Over the :80 cap: `s` closes as it goes out of scope.
+            if (self->metrics) {
+                self->metrics->redirect_connections_rejected.inc();
+            }
+        } else if (!ec) {
             std::make_shared<RedirectSession>(std::move(s), https_port,
-                                              self->opts.header_timeout, self->opts.acme_http01)
+                                              self->opts.header_timeout, self->opts.acme_http01,
+                                              self)
                 ->start();
         }
-        self->accept_http(a, https_port);
+        self->next_accept(a, ec, [weak, &a, https_port] {
+            if (auto me = weak.lock(); me && !me->stopped) {
+                me->accept_http(a, https_port);
+            }
+        });
     });
 }
 
@@ -1280,6 +1330,7 @@ tcp::endpoint FrontDoor::listen_https(const tcp::endpoint& ep, tls::ContextPtr c
     impl_->tls_ctx = std::move(ctx);
     auto a = make_acceptor(impl_->io, ep);
     auto local = a->local_endpoint();
+    impl_->add_backoff(*a, "https");
     impl_->acceptors.push_back(std::move(a));
     impl_->accept_https(*impl_->acceptors.back());
     return local;
@@ -1288,6 +1339,7 @@ tcp::endpoint FrontDoor::listen_https(const tcp::endpoint& ep, tls::ContextPtr c
 tcp::endpoint FrontDoor::listen_http(const tcp::endpoint& ep, std::uint16_t https_port) {
     auto a = make_acceptor(impl_->io, ep);
     auto local = a->local_endpoint();
+    impl_->add_backoff(*a, "http");
     impl_->acceptors.push_back(std::move(a));
     impl_->accept_http(*impl_->acceptors.back(), https_port);
     return local;
@@ -1320,6 +1372,9 @@ void FrontDoor::on_tunnel_closed(net::Tunnel& tunnel) {
 
 void FrontDoor::stop() {
     impl_->stopped = true;
+    for (auto& [a, b] : impl_->backoffs) {
+        b->cancel();
+    }
     for (auto& a : impl_->acceptors) {
         beast::error_code ec;
         a->close(ec);

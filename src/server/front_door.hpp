@@ -11,6 +11,10 @@
 // hopgate_proxy_buffer_refused_total by share). Connections over `max_connections` are closed at
 // accept (counted in hopgate_http_connections_rejected_total), and so are a source's connections
 // over `max_connections_per_source` (hopgate_http_connections_rejected_per_source_total).
+// 503 page instead of memory. Connections over `max_connections` are closed at accept (counted
+// in hopgate_http_connections_rejected_total); plain-HTTP connections have their own cap,
+// `max_http_connections`. Each listener's accept loop pauses on EMFILE and the like
+// (net::AcceptBackoff) instead of spinning.
 //
 // Every wait has a deadline: TLS handshake and first request head (`header_timeout`, slowloris),
 // the next request head on a kept-alive connection (`keepalive_timeout`), the response head
@@ -68,10 +72,14 @@ struct FrontDoorOptions {
     std::size_t max_control_body = 64 * 1024;
     std::size_t max_connections = 10000;
     std::size_t max_connections_per_source = 256;  // per IPv4 address / IPv6 /64; 0 = no cap
+    // Open plain-HTTP connections (redirects, ACME HTTP-01); more are closed at accept and
+    // counted in hopgate_http_redirect_connections_rejected_total.
+    std::size_t max_http_connections = 1024;
     std::size_t buffer_budget = 512u * 1024 * 1024;  // bytes of proxy I/O buffers, all exchanges
     unsigned buffer_share_domain_percent = 50;  // of buffer_budget, one domain; 100 = no share
     unsigned buffer_share_source_percent = 10;  // of buffer_budget, one source; 100 = no share
     core::Logger access_log;                     // one "request" line per request
+    core::Logger log;                            // listener warnings (accept pauses)
     std::string hsts;                            // Strict-Transport-Security value, empty = off
     // ACME HTTP-01: the key authorization for a token under /.well-known/acme-challenge/, any
     // Host (AcmeService::http01_response). Null: no ACME.

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "admin/api.hpp"
 #include "admin/auth_validator.hpp"
@@ -38,6 +39,21 @@ Endpoint endpoint_of(const std::string& text, const char* what) {
     }
     const std::string host = a->host.empty() ? "0.0.0.0" : a->host;
     return Endpoint(asio::ip::make_address(host), a->port);
+}
+
+// Runs `open` (which binds a listener) and turns a socket error into one clear line for the
+// operator, e.g. "cannot listen for DTLS on 127.0.0.1:4433: Address already in use", instead of
+// Boost's message with its source location.
+template <class Endpoint, class Open>
+auto open_listener(const char* what, const Endpoint& ep, Open open) {
+    try {
+        return open();
+    } catch (const boost::system::system_error& e) {
+        std::ostringstream where;
+        where << ep;  // "1.2.3.4:5" or "[::1]:5"
+        throw std::runtime_error(std::string("cannot listen for ") + what + " on " + where.str() +
+                                 ": " + e.code().message());
+    }
 }
 
 // "1.2.3.4:5" or "[::1]:5" -> the address part.
@@ -193,6 +209,8 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         fo.upgrade_idle_timeout = cfg.upgrade_idle_timeout;
         fo.max_connections = cfg.max_connections;
         fo.max_connections_per_source = cfg.max_connections_per_source;
+        fo.max_http_connections = cfg.max_http_connections;
+        fo.log = log;
         fo.buffer_budget = cfg.buffer_budget;
         fo.buffer_share_domain_percent = cfg.buffer_share_domain_percent;
         fo.buffer_share_source_percent = cfg.buffer_share_source_percent;
@@ -222,28 +240,35 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             &metrics);
         const auto https_ep = endpoint_of<asio::ip::tcp::endpoint>(cfg.https_listen,
                                                                     "HOP_SERVER_HTTPS_LISTEN");
-        https_port = front->listen_https(https_ep, https_ctx).port();
-        http_port = front
-                        ->listen_http(endpoint_of<asio::ip::tcp::endpoint>(
-                                          cfg.http_listen, "HOP_SERVER_HTTP_LISTEN"),
-                                      https_port)
-                        .port();
+        https_port = open_listener("HTTPS", https_ep, [&] {
+                         return front->listen_https(https_ep, https_ctx);
+                     }).port();
+        const auto http_ep =
+            endpoint_of<asio::ip::tcp::endpoint>(cfg.http_listen, "HOP_SERVER_HTTP_LISTEN");
+        http_port = open_listener("HTTP", http_ep, [&] {
+                        return front->listen_http(http_ep, https_port);
+                    }).port();
 
         net::TransportOptions to;
         window_budget = std::make_shared<proto::CreditBudget>(cfg.tunnel_window_budget);
         to.conn.credit_budget = window_budget;
+        to.max_half_open_per_source = cfg.dtls_max_half_open_per_source;
+        to.log = log;
         auto on_tunnel = [weak](const std::shared_ptr<net::Tunnel>& t) {
             if (auto self = weak.lock()) {
                 t->set_events(self.get());
             }
         };
-        dtls = std::make_unique<net::DtlsServer>(
-            io, endpoint_of<asio::ip::udp::endpoint>(cfg.dtls_listen, "HOP_SERVER_DTLS_LISTEN"),
-            dtls_ctx, to, on_tunnel);
-        tls_server = std::make_unique<net::TlsServer>(
-            io,
-            endpoint_of<asio::ip::tcp::endpoint>(cfg.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN"),
-            tunnel_ctx, to, on_tunnel);
+        const auto dtls_ep =
+            endpoint_of<asio::ip::udp::endpoint>(cfg.dtls_listen, "HOP_SERVER_DTLS_LISTEN");
+        dtls = open_listener("DTLS", dtls_ep, [&] {
+            return std::make_unique<net::DtlsServer>(io, dtls_ep, dtls_ctx, to, on_tunnel);
+        });
+        const auto tunnel_ep =
+            endpoint_of<asio::ip::tcp::endpoint>(cfg.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN");
+        tls_server = open_listener("TLS tunnels", tunnel_ep, [&] {
+            return std::make_unique<net::TlsServer>(io, tunnel_ep, tunnel_ctx, to, on_tunnel);
+        });
         dtls->start();
         tls_server->start();
         dtls_port = dtls->local_endpoint().port();
@@ -488,6 +513,10 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             ControlResponse res{http::status::ok, 11};
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
             metrics.set_window_budget(window_budget->used(), window_budget->denied());
+            const auto ds = dtls->stats();
+            metrics.set_dtls_half_open(ds.half_open, ds.half_open_evicted_same_source,
+                                       ds.half_open_evicted_pressure,
+                                       ds.half_open_refused_source, ds.half_open_refused_full);
             res.body() = registry_metrics.render();
             reply(std::move(res));
             return;

@@ -32,6 +32,8 @@ struct GatewayConfig {
     std::chrono::seconds upgrade_idle_timeout{600};  // idle 101 pipe
     std::size_t max_connections = 10000;           // open visitor connections
     std::size_t max_connections_per_source = 256;  // per IPv4 address / IPv6 /64; 0 = no cap
+    std::size_t max_http_connections = 1024;       // open plain-HTTP (:80) connections
+    std::size_t dtls_max_half_open_per_source = 16;  // DTLS handshakes in progress per /32, /64
     std::size_t buffer_budget = 512u * 1024 * 1024;  // proxy I/O buffers, all exchanges
     unsigned buffer_share_domain_percent = 50;     // of buffer_budget, one domain
     unsigned buffer_share_source_percent = 10;     // of buffer_budget, one source

@@ -42,6 +42,29 @@ Metrics::Metrics(core::MetricsRegistry& r)
       window_budget_denied(r.counter("hopgate_tunnel_window_budget_denied_total",
                                      "Tunnel receive-window growths refused by the shared budget")
                                .get()),
+      redirect_connections_open(
+          r.gauge("hopgate_http_redirect_connections_open",
+                  "Open plain-HTTP connections (redirects to HTTPS, ACME HTTP-01)")
+              .get()),
+      redirect_connections_rejected(
+          r.counter("hopgate_http_redirect_connections_rejected_total",
+                    "Plain-HTTP connections closed at accept: over HOP_SERVER_HTTP_MAX_CONNECTIONS")
+              .get()),
+      accept_pauses(r.counter("hopgate_accept_pauses_total",
+                              "Accept errors (out of descriptors or memory) that paused a "
+                              "listener for 50 ms, by listener",
+                              {"listener"})),
+      dtls_half_open(r.gauge("hopgate_dtls_half_open",
+                             "DTLS handshakes in progress after the cookie exchange")
+                         .get()),
+      dtls_half_open_evicted(r.counter("hopgate_dtls_half_open_evicted_total",
+                                       "DTLS handshakes in progress ended to admit a newer one, "
+                                       "by reason (same_source: oldest of a source at its cap; "
+                                       "pressure: table over half full)",
+                                       {"reason"})),
+      dtls_half_open_refused(r.counter("hopgate_dtls_half_open_refused_total",
+                                       "New DTLS handshakes dropped, by reason (source_cap, full)",
+                                       {"reason"})),
       request_children_(new std::atomic<core::Counter*>[kMethodSlots * 1000]()),
       http_duration_child_(http_duration.get()) {
     for (const char* share : {"source", "domain", "total"}) {
@@ -116,6 +139,28 @@ void Metrics::set_window_budget(std::uint64_t reserved, std::uint64_t denied_tot
     if (denied_total > seen) {
         window_budget_denied.inc(denied_total - seen);
     }
+}
+
+namespace {
+
+// A counter only goes up: add what happened since the last update.
+void catch_up(core::Counter& c, std::uint64_t total) {
+    const std::uint64_t seen = c.value();
+    if (total > seen) {
+        c.inc(total - seen);
+    }
+}
+
+}  // namespace
+
+void Metrics::set_dtls_half_open(std::size_t open, std::uint64_t evicted_same_source,
+                                 std::uint64_t evicted_pressure, std::uint64_t refused_source,
+                                 std::uint64_t refused_full) {
+    dtls_half_open.set(static_cast<std::int64_t>(open));
+    catch_up(dtls_half_open_evicted.with({"same_source"}), evicted_same_source);
+    catch_up(dtls_half_open_evicted.with({"pressure"}), evicted_pressure);
+    catch_up(dtls_half_open_refused.with({"source_cap"}), refused_source);
+    catch_up(dtls_half_open_refused.with({"full"}), refused_full);
 }
 
 }  // namespace hopgate::server

@@ -27,6 +27,10 @@ struct Metrics {
     void set_window_budget(std::uint64_t reserved, std::uint64_t denied_total);
     // The proxy buffer budget refused an exchange (answered 503).
     void buffer_refused(core::BufferBudget::Refusal why);
+    // Updates the DTLS half-open figures from the listener's totals (on scrape).
+    void set_dtls_half_open(std::size_t open, std::uint64_t evicted_same_source,
+                            std::uint64_t evicted_pressure, std::uint64_t refused_source,
+                            std::uint64_t refused_full);
 
     core::MetricsRegistry& registry;
     core::Family<core::Counter>& http_requests;
@@ -46,6 +50,15 @@ struct Metrics {
     core::Family<core::Counter>& proxy_buffer_refused;  // leases refused, by share
     core::Gauge& window_budget_bytes;     // tunnel receive-window growth reserved, all tunnels
     core::Counter& window_budget_denied;  // window growths refused by that budget
+    // Plain HTTP (:80) connections and their cap (HOP_SERVER_HTTP_MAX_CONNECTIONS).
+    core::Gauge& redirect_connections_open;
+    core::Counter& redirect_connections_rejected;
+    // Accept errors (EMFILE, ENFILE, ENOBUFS, ENOMEM, ...) that paused a listener, by listener.
+    core::Family<core::Counter>& accept_pauses;
+    // DTLS handshakes in progress and what the half-open table did (DtlsServer::stats()).
+    core::Gauge& dtls_half_open;
+    core::Family<core::Counter>& dtls_half_open_evicted;  // reason: same_source, pressure
+    core::Family<core::Counter>& dtls_half_open_refused;  // reason: source_cap, full
 
 private:
     // request() per request without a label lookup: the http_requests child of each (method,

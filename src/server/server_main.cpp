@@ -64,6 +64,18 @@ core::ConfigSchema schema() {
            .help = "open visitor connections per source (IPv4 address, IPv6 /64); more are "
                    "closed at accept (0 = no per-source cap)",
            .min = 0, .max = 1000000});
+    s.add({.env = "HOP_SERVER_HTTP_MAX_CONNECTIONS", .flag = "--http-max-connections",
+           .type = OptionType::kInt, .default_value = "1024",
+           .help = "open plain-HTTP connections (redirects, ACME HTTP-01); more are closed at "
+                   "accept",
+           .min = 1, .max = 1000000});
+    s.add({.env = "HOP_SERVER_DTLS_MAX_HALF_OPEN_PER_SOURCE",
+           .flag = "--dtls-max-half-open-per-source", .type = OptionType::kInt,
+           .default_value = "16",
+           .help = "DTLS handshakes in progress per source address (IPv4 /32, IPv6 /64); at the "
+                   "cap the source's oldest one (if over 1 s old) makes room, else the new one "
+                   "is dropped",
+           .min = 1, .max = 1024});
     s.add({.env = "HOP_SERVER_BUFFER_BUDGET_MB", .flag = "--buffer-budget-mb",
            .type = OptionType::kInt, .default_value = "512",
            .help = "MiB of proxy I/O buffers for all exchanges (128 KiB each); over it -> 503",
@@ -310,6 +322,10 @@ int server_main(int argc, const char* const* argv) {
     g.max_connections = static_cast<std::size_t>(cfg.get_int("HOP_SERVER_MAX_CONNECTIONS"));
     g.max_connections_per_source =
         static_cast<std::size_t>(cfg.get_int("HOP_SERVER_MAX_CONNECTIONS_PER_SOURCE"));
+    g.max_http_connections =
+        static_cast<std::size_t>(cfg.get_int("HOP_SERVER_HTTP_MAX_CONNECTIONS"));
+    g.dtls_max_half_open_per_source =
+        static_cast<std::size_t>(cfg.get_int("HOP_SERVER_DTLS_MAX_HALF_OPEN_PER_SOURCE"));
     g.buffer_budget =
         static_cast<std::size_t>(cfg.get_int("HOP_SERVER_BUFFER_BUDGET_MB")) * 1024 * 1024;
     g.buffer_share_domain_percent =

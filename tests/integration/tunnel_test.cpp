@@ -228,6 +228,190 @@ TEST(Tunnel, ClientHelloFloodCreatesNoState) {
     EXPECT_EQ(client.error(), "");
 }
 
+// Peers that finish the DTLS cookie exchange and then go silent: each is a UDP socket bound to
+// `from` (any 127.x address: Linux routes 127.0.0.0/8 to lo) that sends a real ClientHello,
+// answers the HelloVerifyRequest with the cookie-bearing ClientHello and never reads again. The
+// server holds a half-open session for each one it admits.
+struct CookieFlood {
+    using udp = boost::asio::ip::udp;
+    struct Peer {
+        explicit Peer(boost::asio::io_context& io, const udp::endpoint& local) : sock(io, local) {}
+        udp::socket sock;
+        std::unique_ptr<tls::DtlsEngine> engine;
+        std::array<std::uint8_t, 2048> buf{};
+    };
+    boost::asio::io_context& io;
+    tls::ContextPtr ctx;
+    udp::endpoint server;
+    boost::asio::ip::address from;
+    std::vector<std::unique_ptr<Peer>> peers;
+    std::size_t echoed = 0;  // cookie-bearing ClientHellos sent
+    std::string error;
+
+    CookieFlood(Harness& h, const char* from_ip)
+        : io(h.io), ctx(h.dtls_client_ctx), server(h.dtls_endpoint()),
+          from(boost::asio::ip::make_address(from_ip)) {}
+
+    // Starts `n` more peers (one new source port each).
+    void add(std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) {
+            auto p = std::make_unique<Peer>(io, udp::endpoint(from, 0));
+            p->engine = tls::DtlsEngine::client(ctx, "localhost");
+            std::array<std::uint8_t, 2048> hello{};
+            const std::size_t len = p->engine ? p->engine->pop_datagram(hello) : 0;
+            if (len == 0) {
+                error = "no ClientHello";
+                return;
+            }
+            boost::system::error_code ec;
+            p->sock.send_to(boost::asio::buffer(hello.data(), len), server, 0, ec);
+            Peer* raw = p.get();
+            raw->sock.async_receive(boost::asio::buffer(raw->buf),
+                                    [this, raw](boost::system::error_code e, std::size_t got) {
+                                        if (!e) {
+                                            on_verify_request(*raw, got);
+                                        }
+                                    });
+            peers.push_back(std::move(p));
+        }
+    }
+
+    void on_verify_request(Peer& p, std::size_t got) {
+        p.engine->on_datagram(std::span<const std::uint8_t>(p.buf.data(), got));
+        std::array<std::uint8_t, 2048> hello{};
+        const std::size_t len = p.engine->pop_datagram(hello);
+        if (len == 0) {
+            error = "no second ClientHello after the HelloVerifyRequest";
+            return;
+        }
+        boost::system::error_code ec;
+        p.sock.send_to(boost::asio::buffer(hello.data(), len), server, 0, ec);
+        ++echoed;  // and silence from now on: the server's flight is never read
+    }
+
+    // Every 100 ms, `n` more peers, until `stop` is set or `waves` ran.
+    void keep_adding(std::size_t n, int waves, const bool& stop) {
+        auto t = std::make_shared<boost::asio::steady_timer>(io, std::chrono::milliseconds(100));
+        t->async_wait([this, t, n, waves, &stop](boost::system::error_code ec) {
+            if (ec || stop || waves <= 0) {
+                return;
+            }
+            add(n);
+            keep_adding(n, waves - 1, stop);
+        });
+    }
+};
+
+std::uint64_t half_open_turned_away(const net::ServerStats& st) {
+    return st.half_open_refused_source + st.half_open_refused_full +
+           st.half_open_evicted_same_source + st.half_open_evicted_pressure;
+}
+
+// 1100 source ports of one address (127.0.0.2) finish the cookie exchange and go silent, and
+// more keep coming while a real client (127.0.0.1) dials: the source never holds more than its
+// 16 half-open handshakes, so the client's DTLS handshake completes at once and its tunnel
+// works. (Before the per-source cap the flood filled the whole table of 1024 and every other
+// handshake was dropped until the client gave up.)
+TEST(Tunnel, HalfOpenFloodFromOneHostLeavesRoomForOthers) {
+    TransferSpec s;
+    s.streams = 1;
+    s.bytes = s.echo_bytes = 64 << 10;
+    Harness h(s);
+    ASSERT_EQ(h.opts.max_half_open, 1024u);
+    ASSERT_EQ(h.opts.max_half_open_per_source, 16u);
+    CookieFlood flood(h, "127.0.0.2");
+    const std::size_t kPorts = 1100;
+    flood.add(kPorts);
+    ASSERT_EQ(flood.error, "");
+    EXPECT_TRUE(h.run_until(
+        [&] {
+            return flood.echoed >= kPorts &&
+                   h.dtls->stats().half_open + half_open_turned_away(h.dtls->stats()) >= kPorts;
+        },
+        30));
+    auto st = h.dtls->stats();
+    EXPECT_EQ(flood.echoed, kPorts);  // every port passed the cookie check
+    EXPECT_LE(st.half_open, 16u);
+    EXPECT_GE(half_open_turned_away(st), kPorts - 16);
+    std::printf("[ net ] flood: %zu cookie exchanges, half-open %zu, refused %llu, evicted %llu\n",
+                flood.echoed, st.half_open,
+                static_cast<unsigned long long>(st.half_open_refused_source +
+                                                st.half_open_refused_full),
+                static_cast<unsigned long long>(st.half_open_evicted_same_source +
+                                                st.half_open_evicted_pressure));
+
+    // The flood goes on (50 new ports every 100 ms) while the real client dials.
+    bool stop = false;
+    flood.keep_adding(50, 150, stop);
+    EXPECT_TRUE(h.run_until([&] { return flood.echoed >= kPorts + 100; }, 10));
+    TransferApp client(false, s);
+    std::string err;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_TRUE(t) << err;
+    EXPECT_LT(secs, 5.0);  // the first ClientHello got in: no retransmission rounds needed
+    EXPECT_TRUE(h.run_until([&] { return client.done() && h.server_app.done(); }, 30));
+    EXPECT_EQ(client.error(), "");
+    stop = true;
+    st = h.dtls->stats();
+    EXPECT_LE(st.half_open, 16u);
+    EXPECT_GE(flood.echoed, kPorts + 100);  // the flood went on meanwhile
+}
+
+// Many sources, each under its cap, fill a (small) table with silent handshakes: under that
+// pressure half-open sessions older than 2 s are evicted, oldest first, so a client from yet
+// another address gets in at its next ClientHello retransmission instead of waiting out the
+// full handshake timeout (10 s, longer than the client itself waits).
+TEST(Tunnel, HalfOpenTableUnderPressureEvictsOldHandshakes) {
+    TransferSpec s;
+    s.streams = 1;
+    s.bytes = s.echo_bytes = 64 << 10;
+    net::TransportOptions o;
+    o.max_half_open = 64;
+    o.max_half_open_per_source = 16;
+    Harness h(s, o);
+    std::vector<std::unique_ptr<CookieFlood>> floods;
+    for (const char* ip : {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}) {
+        floods.push_back(std::make_unique<CookieFlood>(h, ip));
+        floods.back()->add(20);
+    }
+    auto echoed = [&] {
+        std::size_t n = 0;
+        for (auto& f : floods) {
+            n += f->echoed;
+        }
+        return n;
+    };
+    EXPECT_TRUE(h.run_until(
+        [&] {
+            return echoed() >= 80 &&
+                   h.dtls->stats().half_open + half_open_turned_away(h.dtls->stats()) >= 80;
+        },
+        20));
+    auto st = h.dtls->stats();
+    EXPECT_EQ(st.half_open, 64u);  // full: 16 from each source
+    // The 4 extra ports of each source: refused (or, on a slow machine, let in in place of
+    // that source's oldest once it was 1 s old).
+    EXPECT_EQ(st.half_open_refused_source + st.half_open_evicted_same_source, 16u);
+    TransferApp client(false, s);
+    std::string err;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto t = h.dial(TransportKind::kDtls, client, kDomain, kKey, &err);
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_TRUE(t) << err;
+    EXPECT_LT(secs, 9.0);  // typically ~3 s: the retransmission after the entries turned 2 s old
+    EXPECT_TRUE(h.run_until([&] { return client.done() && h.server_app.done(); }, 30));
+    EXPECT_EQ(client.error(), "");
+    st = h.dtls->stats();
+    EXPECT_GE(st.half_open_refused_full, 1u);
+    EXPECT_GE(st.half_open_evicted_pressure, 1u);
+    std::printf("[ net ] pressure: client in after %.1f s, %llu evicted\n", secs,
+                static_cast<unsigned long long>(st.half_open_evicted_pressure));
+}
+
 // An on-path relay in the test: the client talks to `front`; client datagrams go to the server
 // from `a`, or from `b` while `via_b` is set; server replies to `a` reach the client, replies to
 // `b` are counted and dropped (an address that never answers: a spoofed source).
