@@ -53,7 +53,10 @@ int client_main(int argc, const char* const* argv) {
     const auto sch = schema();
     core::Config cfg;
     try {
-        cfg = core::load_process_config(sch, argc, argv);
+        // Every unknown HOP_* key is reported, except the server's (a shared .env).
+        cfg = core::load_process_config(
+            sch, argc, argv, "HOP_",
+            {"HOP_SERVER_", "HOP_ADMIN_", "HOP_DB_", "HOP_ACME_", "HOP_ERROR_", "HOP_METRICS_"});
     } catch (const core::ConfigError& e) {
         std::cerr << "hopgate-client: configuration error:\n" << e.what() << "\n";
         return 1;
@@ -100,6 +103,9 @@ int client_main(int argc, const char* const* argv) {
     }
     auto out = std::make_shared<core::LogOutput>(*level);
     core::Logger log(out, "client");
+    for (const auto& w : cfg.warnings()) {
+        log.warn(w);
+    }
     boost::asio::io_context io;
     // Taken over before the first dial (which may block on a name lookup): an early SIGTERM is a
     // clean stop once the loop runs, not the default action.

@@ -1,5 +1,7 @@
 #include "core/config.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -610,6 +612,22 @@ EnvLookup env_from_map(std::map<std::string, std::string> vars) {
     };
 }
 
+namespace {
+bool is_unknown_own_key(const ConfigSchema& schema, const ConfigInputs& inputs,
+                        std::string_view key) {
+    if (inputs.warn_unknown_prefix.empty() || !key.starts_with(inputs.warn_unknown_prefix) ||
+        schema.find_env(key) != nullptr) {
+        return false;
+    }
+    for (const auto& f : inputs.foreign_prefixes) {
+        if (key.starts_with(f)) {
+            return false;
+        }
+    }
+    return true;
+}
+}  // namespace
+
 EnvLookup process_env() {
     return [](const std::string& name) -> std::optional<std::string> {
         const char* v = std::getenv(name.c_str());  // NOLINT(concurrency-mt-unsafe): start-up only
@@ -778,13 +796,19 @@ Config load_config(const ConfigSchema& schema, const ConfigInputs& inputs) {
         for (const auto& e : file.entries) {
             const std::string origin = inputs.dotenv_name + " line " + std::to_string(e.line);
             if (schema.find_env(e.key) == nullptr) {
-                if (!inputs.warn_unknown_prefix.empty() &&
-                    e.key.starts_with(inputs.warn_unknown_prefix)) {
+                if (is_unknown_own_key(schema, inputs, e.key)) {
                     cfg.warnings_.push_back(origin + ": unknown key " + e.key + " (ignored)");
                 }
                 continue;
             }
             from_dotenv[e.key] = RawValue{e.value, ConfigSource::kDotEnv, origin};
+        }
+    }
+
+    // The environment's unknown keys (a typo there is as silent as one in .env).
+    for (const auto& name : inputs.env_names) {
+        if (is_unknown_own_key(schema, inputs, name)) {
+            cfg.warnings_.push_back("environment: unknown key " + name + " (ignored)");
         }
     }
 
@@ -926,8 +950,14 @@ std::string Config::describe() const {
 }
 
 Config load_process_config(const ConfigSchema& schema, int argc, const char* const* argv,
-                           std::string warn_unknown_prefix) {
+                           std::string warn_unknown_prefix,
+                           std::vector<std::string> foreign_prefixes) {
     ConfigInputs in;
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+        const std::string_view kv(*e);
+        in.env_names.emplace_back(kv.substr(0, kv.find('=')));
+    }
+    in.foreign_prefixes = std::move(foreign_prefixes);
     in.args = args_from_argv(argc, argv);
     in.env = process_env();
     if (auto text = read_small_file(".env", kDotEnvMaxBytes)) {

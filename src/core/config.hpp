@@ -148,9 +148,13 @@ struct ConfigInputs {
     EnvLookup env;                           // empty function = empty environment
     std::optional<std::string> dotenv_text;  // contents of .env; nullopt when there is no file
     std::string dotenv_name = ".env";        // how messages refer to the file
-    // Keys in .env starting with this prefix that the schema does not know become warnings
-    // (typo detection). Empty = no such warnings.
+    // Keys in .env and in `env_names` starting with this prefix that the schema does not know
+    // become warnings (typo detection, settings of the original project that do not exist
+    // here), except those starting with one of `foreign_prefixes` (the other binary's keys,
+    // which share one environment or .env). Empty = no such warnings.
     std::string warn_unknown_prefix;
+    std::vector<std::string> foreign_prefixes;
+    std::vector<std::string> env_names;  // names set in the environment (only for the warnings)
 };
 
 // argv[1..argc) as strings.
@@ -222,7 +226,10 @@ Config load_config(const ConfigSchema& schema, const ConfigInputs& inputs);
 
 // load_config() with the inputs a binary's main() uses: argv, the process environment and
 // ./.env (absent is fine). Throws ConfigError like load_config().
+// `warn_unknown_prefix`/`foreign_prefixes`: see ConfigInputs (the environment's names are taken
+// from `environ`).
 Config load_process_config(const ConfigSchema& schema, int argc, const char* const* argv,
-                           std::string warn_unknown_prefix = {});
+                           std::string warn_unknown_prefix = {},
+                           std::vector<std::string> foreign_prefixes = {});
 
 }  // namespace hopgate::core

@@ -215,7 +215,9 @@ int server_main(int argc, const char* const* argv) {
     std::vector<std::string> sub_args(argv + sub, argv + argc);  // "domain", "add", ...
     core::Config cfg;
     try {
-        cfg = core::load_process_config(sch, sub, argv, "HOP_SERVER_");
+        // Every unknown HOP_* key is reported (HOP_LOKI_*, a typo in HOP_DB_*), except the
+        // client's, which may share the environment or .env.
+        cfg = core::load_process_config(sch, sub, argv, "HOP_", {"HOP_CLIENT_"});
     } catch (const core::ConfigError& e) {
         std::cerr << "hopgate-server: configuration error:\n" << e.what() << "\n";
         return 1;
@@ -249,6 +251,36 @@ int server_main(int argc, const char* const* argv) {
         acme.directory_url = kLetsEncryptStagingDirectory;
     }
     acme.enabled = !acme.directory_url.empty() && !cfg.get_bool("HOP_SERVER_DEBUG");
+    // Say which certificate source is in use and why, loudly when ACME settings are present but
+    // ACME is off (an original .env with HOP_ACME_EMAIL and no CA directory): visitors would
+    // get a self-signed certificate without anybody noticing.
+    if (!cfg.get_string("HOP_SERVER_TLS_CERT").empty()) {
+        log.info("certificate source: files", {{"why", "HOP_SERVER_TLS_CERT is set"}});
+    } else if (acme.enabled) {
+        log.info("certificate source: ACME", {{"directory", acme.directory_url}});
+    } else {
+        std::vector<std::string> acme_set;
+        for (const char* k : {"HOP_ACME_EMAIL", "HOP_ACME_CACHE_DIR", "HOP_ACME_CA_ROOTS",
+                              "HOP_ACME_CHALLENGES", "HOP_ACME_CA_DIR", "HOP_ACME_USE_STAGING"}) {
+            if (cfg.source(k) != core::ConfigSource::kDefault) {
+                acme_set.emplace_back(k);
+            }
+        }
+        const std::string why = !acme.directory_url.empty()
+                                    ? "HOP_SERVER_DEBUG is on, which turns ACME off"
+                                    : "neither HOP_SERVER_TLS_CERT nor HOP_ACME_CA_DIR / "
+                                      "HOP_ACME_USE_STAGING is set";
+        if (acme_set.empty()) {
+            log.info("certificate source: self-signed", {{"why", why}});
+        } else {
+            std::string keys;
+            for (const auto& k : acme_set) {
+                keys += (keys.empty() ? "" : ", ") + k;
+            }
+            log.warn("certificate source: self-signed although ACME settings are present",
+                     {{"why", why}, {"acme_settings", keys}});
+        }
+    }
     acme.email = cfg.get_string("HOP_ACME_EMAIL");
     acme.cache_dir = cfg.get_string("HOP_ACME_CACHE_DIR");
     acme.ca_roots = cfg.get_string("HOP_ACME_CA_ROOTS");

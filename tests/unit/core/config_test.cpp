@@ -337,6 +337,19 @@ TEST(Config, UnknownDotenvKeys) {
               (std::vector<std::string>{"/etc/hopgate/.env line 1: unterminated single quote"}));
 }
 
+// Unknown HOP_* keys in the environment and in .env are warnings too, except under a foreign
+// prefix (the other binary's settings in a shared .env); known keys and other names are silent.
+TEST(Config, UnknownEnvironmentKeysAndForeignPrefixes) {
+    ConfigInputs in = inputs({}, kTokenEnv, "HOP_LOKI_ENABLE=true\nHOP_CLIENT_DOMAIN=x\n");
+    in.warn_unknown_prefix = "HOP_";
+    in.foreign_prefixes = {"HOP_CLIENT_"};
+    in.env_names = {"PATH", "HOP_SERVER_ADMIN_TOKEN", "HOP_DB_MAX_IDLE", "HOP_CLIENT_API_KEY"};
+    const Config c = load_config(test_schema(), in);
+    EXPECT_EQ(c.warnings(), (std::vector<std::string>{
+                                ".env line 1: unknown key HOP_LOKI_ENABLE (ignored)",
+                                "environment: unknown key HOP_DB_MAX_IDLE (ignored)"}));
+}
+
 // An oversized .env is a single whole-file problem naming the file.
 TEST(Config, OversizedDotenv) {
     const auto p = problems_of(test_schema(),
