@@ -22,6 +22,7 @@
 
 #include "core/buffer_budget.hpp"
 #include "http/forwarding.hpp"
+#include "http/framing.hpp"
 #include "server/metrics.hpp"
 #include "server/request_head.hpp"
 #include "server/tunnel_pool.hpp"
@@ -60,6 +61,10 @@ constexpr std::size_t kKeepTlsBuffers = 1024;
 constexpr std::chrono::milliseconds kOpenRetry{5};
 using Clock = std::chrono::steady_clock;
 constexpr Clock::time_point kNever = Clock::time_point::max();
+// RESET_STREAM / STOP_SENDING code of a stream whose response the gateway refused: a head that
+// breaks the HTTP head rules (docs/protocol.md §4.1) or a body that disagrees with its
+// Content-Length.
+constexpr std::uint64_t kBadResponseCode = 0x107;
 
 class Session;
 
@@ -356,16 +361,15 @@ private:
             return;
         }
         if (ec) {
-            if (ec == http::error::header_limit || ec == http::error::bad_target ||
-                ec == http::error::bad_method || ec == http::error::bad_version ||
-                ec == http::error::bad_field || ec == http::error::bad_value ||
-                ec == http::error::bad_line_ending || ec == http::error::bad_chunk) {
+            // A malformed head (400) or one over the size limit (431) gets its page, then the
+            // connection closes: what follows cannot be framed.
+            if (const auto v = ::hopgate::http::verdict_for_parse_error(ec)) {
                 begin_request();
                 rid_ = new_request_id();
                 method_.clear();
                 host_.clear();
                 path_.clear();
-                send_page(400, "", false);
+                send_page(v.status, "", false);
             }
             return;  // EOF, timeout (slowloris) or reset: the connection ends
         }
@@ -379,6 +383,13 @@ private:
         path_ = std::string(std::string_view(target.data(), target.size()).substr(
             0, std::string_view(target.data(), target.size()).find('?')));
         keep_alive_ = req.keep_alive() && !draining_;
+        // Framing and size checks before anything goes into the tunnel (http/framing.hpp):
+        // request smuggling shapes and heads the tunnel cannot carry get 400/431/501 and a close.
+        if (const auto v = ::hopgate::http::check_request_head(req.base())) {
+            host_.clear();
+            send_page(v.status, "", false);
+            return;
+        }
         auto host = route_host(req);
         if (!host) {
             host_.clear();
@@ -528,9 +539,13 @@ private:
                 flush_tunnel();
                 return;
             }
-            const bool full = id.error() == proto::Errc::kWouldBlock;
+            // kTooLarge: the visitor's head does not fit in the tunnel's head record (a large
+            // header limit): the visitor's fault, not the tenant's.
+            const int status = id.error() == proto::Errc::kWouldBlock ? 503
+                               : id.error() == proto::Errc::kTooLarge ? 431
+                                                                       : 502;
             tunnel_.reset();
-            send_page(full ? 503 : 502, host_, false);
+            send_page(status, host_, false);
             return;
         }
         open_meta_.reset();
@@ -579,6 +594,15 @@ private:
             ec = {};
         }
         if (ec) {
+            // Bad chunk framing: the local service gets a reset instead of the rest of the body,
+            // the visitor a 400 page (if no response started yet), then the connection closes.
+            if (const auto v = ::hopgate::http::verdict_for_parse_error(ec);
+                v && !head_sent_ && !page_sent_) {
+                reset_stream(0x105);
+                head_sent_ = page_sent_ = true;
+                send_page(v.status, host_, false);
+                return;
+            }
             abort_exchange();
             return;
         }
@@ -649,6 +673,20 @@ private:
             abort_exchange();
             return;
         }
+        // The client is not trusted with what reaches the visitor: a head that breaks the HTTP
+        // rules (CR/LF or NUL in a value, a name that is not a token, a status outside 200..599)
+        // is refused with a 502 page and a reset of the stream.
+        ::hopgate::http::ResponseHeadInfo info;
+        const auto bad = ::hopgate::http::check_response_head(m, upgrade_req_, info);
+        if (bad != ::hopgate::http::ResponseHeadError::kOk) {
+            if (d->metrics) {
+                d->metrics->bad_response(::hopgate::http::response_head_error_name(bad));
+            }
+            reset_stream(kBadResponseCode);
+            page_sent_ = true;
+            send_page(502, host_, false);
+            return;
+        }
         res_.emplace();
         res_->result(m.status);
         res_->version(11);
@@ -668,6 +706,10 @@ private:
         }
         if (!res_->has_content_length() && !no_body_) {
             res_->chunked(true);
+        }
+        body_left_.reset();
+        if (!no_body_ && m.status != 101) {
+            body_left_ = info.content_length;
         }
         res_->keep_alive(keep_alive_);
         res_->body().data = nullptr;
@@ -727,6 +769,19 @@ private:
             return;
         }
         auto d = door_.lock();
+        if (body_left_) {
+            // A body longer or shorter than its Content-Length would desynchronise the visitor's
+            // connection (the extra bytes read as a next response): cut it instead.
+            if (n > *body_left_ || (fin && n < *body_left_)) {
+                if (d && d->metrics) {
+                    d->metrics->bad_response("body_length");
+                }
+                reset_stream(kBadResponseCode);
+                abort_connection();
+                return;
+            }
+            *body_left_ -= n;
+        }
         res_->body().data = n > 0 ? down() : nullptr;
         res_->body().size = n;
         res_->body().more = !fin;
@@ -1001,6 +1056,7 @@ private:
         tunnel_.reset();
         res_.reset();
         sr_.reset();
+        body_left_.reset();
         bufs_.reset();  // an idle connection holds no proxy buffers
         d->update_gauges();
         head_sent_ = writing_ = body_done_ = no_body_ = page_sent_ = false;
@@ -1047,6 +1103,7 @@ private:
     std::optional<http::request_parser<http::string_body>> control_req_;
     std::optional<http::response<http::buffer_body>> res_;
     std::optional<http::response_serializer<http::buffer_body>> sr_;
+    std::optional<std::uint64_t> body_left_;  // response body bytes its Content-Length promises
     std::shared_ptr<net::Tunnel> tunnel_;
     proto::StreamId stream_id_ = 0;
     bool stream_open_ = false;
@@ -1114,12 +1171,12 @@ private:
         res_.result(host ? http::status::permanent_redirect : http::status::bad_request);
         res_.version(11);
         if (host) {
-            std::string loc = "https://" + *host;
-            if (https_port_ != 443) {
-                loc += ":" + std::to_string(https_port_);
-            }
-            loc += std::string(req.target());
-            res_.set(http::field::location, loc);
+            // From the routed authority and the path and query only: an absolute-form target
+            // ("http://host/x") must not be appended whole.
+            const auto target = req.target();
+            res_.set(http::field::location,
+                     ::hopgate::http::https_redirect_location(
+                         *host, https_port_, std::string_view(target.data(), target.size())));
         }
         res_.keep_alive(false);
         res_.prepare_payload();

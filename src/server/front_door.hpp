@@ -48,7 +48,7 @@ using ControlResponse = boost::beast::http::response<boost::beast::http::string_
 // io_context thread).
 using ControlHandler = std::function<void(ControlRequest req, const std::string& remote_ip,
                                           std::function<void(ControlResponse)> reply)>;
-// Renders an error page for `status` (400, 404, 500, 502, 504, 525).
+// Renders an error page for `status` (400, 404, 431, 500, 501, 502, 503, 504, 525).
 using ErrorPageRenderer =
     std::function<ControlResponse(int status, const std::string& host, const std::string& rid)>;
 
