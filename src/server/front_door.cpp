@@ -771,14 +771,17 @@ private:
         auto d = door_.lock();
         if (body_left_) {
             // A body longer or shorter than its Content-Length would desynchronise the visitor's
-            // connection (the extra bytes read as a next response): cut it instead.
+            // connection (extra bytes read as a next response). Longer: the promised bytes go
+            // out; shorter: what came goes out; then the connection closes either way, so the
+            // visitor sees a complete response or a short one, never bytes of another.
             if (n > *body_left_ || (fin && n < *body_left_)) {
                 if (d && d->metrics) {
                     d->metrics->bad_response("body_length");
                 }
                 reset_stream(kBadResponseCode);
-                abort_connection();
-                return;
+                n = static_cast<std::size_t>(std::min<std::uint64_t>(n, *body_left_));
+                fin = true;
+                keep_alive_ = false;
             }
             *body_left_ -= n;
         }

@@ -8,7 +8,9 @@ Transfer-Encoding, several Content-Length values, bad chunk sizes, bare LF) get 
 the connection closes, and the local service never sees a smuggled request. Tunnel side: a
 local service answering with status 999 gets the visitor a 502 page (counted in
 hopgate_proxy_bad_responses_total), an obs-folded response header never reaches the visitor as
-an extra line. Plain HTTP: an absolute-form request is redirected to https://host/path?query.
+an extra line; hopgate-hostile-client (tests/integration/hostile_client.cpp) sends heads with
+CR/LF in names and values, odd statuses and Content-Length lies: 502 pages, cut bodies, nothing
+injected. Plain HTTP: an absolute-form request is redirected to https://host/path?query.
 Usage: e2e_edge_framing_test.py <bin-dir> <dtls|tls>. Every wait is bounded."""
 import re, socket, ssl, sys, threading, time
 
@@ -17,6 +19,7 @@ from hg_e2e import Gateway, check
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
 DOMAIN = "app.example.com"
+EVIL = "hostile-tenant.example.com"
 
 # ------------------------------------------------------------------ the local service
 # Reads one request head per connection, records it (and every later byte on that connection),
@@ -226,6 +229,46 @@ try:
           not re.search(rb"(?i)\r\ninjected:", head),
           f"obs-folded response header: no continuation or injected line reaches the visitor "
           f"({status_of(data)})")
+
+    # A hostile tunnel client (hopgate-hostile-client) answering with heads the real client never
+    # sends: CR/LF in names and values, odd statuses, bad Content-Length, bodies that disagree.
+    st, reg = gw.admin("POST", "/api/v1/admin/domains/register", {"domain": EVIL, "memo": "e2e"})
+    check(st == 201, f"register {EVIL}")
+    hostile = gw.start([f"{BIN}/hopgate-hostile-client", "127.0.0.1", TRANSPORT,
+                        str(gw.ports["dtls" if TRANSPORT == "dtls" else "tunnel"]),
+                        gw.ports["certificate"], EVIL, reg.get("client_api_key", "")],
+                       "hostile.log")
+    check(gw.wait_status("/ok", EVIL, 200, 30), "hostile client's tunnel up")
+    HE = f"Host: {EVIL}\r\nConnection: close\r\n"
+
+    def reasons():
+        _, d = gw.request("GET", "/metrics", "localhost")
+        return {k.decode(): int(v) for k, v in re.findall(
+            rb'^hopgate_proxy_bad_responses_total\{reason="([a-z_]+)"\} (\d+)$', d, re.M)}
+
+    for path, reason in [("/crlf-value", "bad_header_value"), ("/crlf-name", "bad_header_name"),
+                         ("/space-name", "bad_header_name"), ("/nul-value", "bad_header_value"),
+                         ("/status-100", "bad_status"), ("/status-600", "bad_status"),
+                         ("/status-999", "bad_status"), ("/cl-bad", "bad_content_length"),
+                         ("/cl-two", "bad_content_length")]:
+        before = reasons().get(reason, 0)
+        data, _ = exchange(f"GET {path} HTTP/1.1\r\n{HE}\r\n".encode())
+        check(status_of(data) == 502 and is_error_page(data, 502) and b"evil" not in data.lower(),
+              f"hostile head {path}: 502 page, nothing of it reaches the visitor "
+              f"({data[:30]!r})")
+        check(reasons().get(reason, 0) == before + 1, f"hostile head {path}: counted ({reason})")
+    before = reasons().get("body_length", 0)
+    data, closed = exchange(f"GET /cl-long HTTP/1.1\r\nHost: {EVIL}\r\n\r\n".encode())
+    check(status_of(data) == 200 and data.endswith(b"\r\n\r\nok") and b"evil" not in data and
+          closed, f"body longer than its Content-Length: the promised 2 bytes, then close "
+                  f"({data[-20:]!r}, closed={closed})")
+    data, closed = exchange(f"GET /cl-short HTTP/1.1\r\nHost: {EVIL}\r\n\r\n".encode())
+    check(data.endswith(b"ok") and closed,
+          f"body shorter than its Content-Length: cut ({data[-10:]!r}, closed={closed})")
+    check(reasons().get("body_length", 0) == before + 2, "both bodies counted (body_length)")
+    data, _ = exchange(f"GET /ok HTTP/1.1\r\n{HE}\r\n".encode())
+    check(status_of(data) == 200 and data.endswith(b"fine"), "the hostile tunnel still serves")
+    gw.terminate(hostile, "hopgate-hostile-client")
 
     # ---------------------------------------------------------------- item 12a: :80 redirect
     data, _ = exchange(f"GET http://{DOMAIN}/x?y=1 HTTP/1.1\r\n{H}\r\n".encode(), tls=False)
