@@ -59,6 +59,8 @@ namespace {
 constexpr std::size_t kChunk = 64 * 1024;
 constexpr std::size_t kKeepTlsBuffers = 1024;
 constexpr std::chrono::milliseconds kOpenRetry{5};
+constexpr std::chrono::seconds kLingerTime{2};
+constexpr std::size_t kLingerBytes = 256 * 1024;
 using Clock = std::chrono::steady_clock;
 constexpr Clock::time_point kNever = Clock::time_point::max();
 // RESET_STREAM / STOP_SENDING code of a stream whose response the gateway refused: a head that
@@ -210,7 +212,7 @@ public:
     void drain() {
         draining_ = true;
         keep_alive_ = false;
-        if (!in_request_) {
+        if (!in_request_ || lingering_) {
             abort_connection();
         }
     }
@@ -473,10 +475,38 @@ private:
             res.set(http::field::retry_after, "1");
         }
         keep_alive_ = keep && keep_alive_;
+        linger_ = !keep_alive_;
         if (d->metrics) {
             d->metrics->proxy_error(status);
         }
         write_control(std::move(res));
+    }
+
+    // Lingering close after an error page that ends the connection (a refused head, bad
+    // framing): the rest of what the visitor sent is read and dropped for up to kLingerTime or
+    // kLingerBytes, so the close does not turn into a TCP reset that can destroy the page in
+    // the visitor's receive buffer before it was read. Our side has already sent its FIN.
+    void linger() {
+        lingering_ = true;
+        if (close_deadline_ == kNever) {
+            close_deadline_ = Clock::now() + kLingerTime;
+            arm(close_deadline_);
+        }
+        if (lingered_ >= kLingerBytes) {
+            abort_connection();
+            return;
+        }
+        static std::array<char, 4096> discard;  // contents never read: shared by every session
+        sock().async_read_some(asio::buffer(discard),
+                               [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                   if (ec) {
+                                       self->close_deadline_ = kNever;
+                                       self->abort_connection();
+                                       return;
+                                   }
+                                   self->lingered_ += n;
+                                   self->linger();
+                               });
     }
 
     // ------------------------------------------------------------------ proxy
@@ -1047,6 +1077,9 @@ private:
             }
             beast::error_code ignore;
             sock().shutdown(tcp::socket::shutdown_send, ignore);
+            if (linger_ && !ec && !reading_body_ && sock().is_open()) {
+                linger();
+            }
             return;
         }
         // If the visitor did not send the whole body (we answered early), the connection cannot
@@ -1096,7 +1129,7 @@ private:
     Clock::time_point io_deadline_ = kNever;     // for those operations
     Clock::time_point head_deadline_ = kNever;   // response head (proxy timeout)
     Clock::time_point pipe_deadline_ = kNever;   // upgraded pipe idle
-    Clock::time_point close_deadline_ = kNever;  // grace period of a closing pipe
+    Clock::time_point close_deadline_ = kNever;  // grace of a closing pipe or a lingering close
     Clock::time_point open_retry_ = kNever;      // next try to open the stream (buffer full)
     Clock::time_point open_give_up_ = kNever;
     std::optional<proto::StreamMeta> open_meta_;  // the request head until its stream is open
@@ -1124,6 +1157,9 @@ private:
     bool no_body_ = false;
     bool keep_alive_ = true;
     bool draining_ = false;
+    bool linger_ = false;        // an error page ends the connection: linger() after it
+    std::size_t lingered_ = 0;   // bytes dropped while lingering
+    bool lingering_ = false;
     bool in_request_ = false;  // a request head was read and its exchange is not over
     bool logged_ = false;
     // Upgrade.

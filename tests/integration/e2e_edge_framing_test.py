@@ -155,6 +155,29 @@ try:
     refused("a 40 KiB header section",
             f"GET /case-big HTTP/1.1\r\n{H}X-Big: {'v' * 40000}\r\n\r\n".encode(), 431,
             b"/case-big")
+    # Lingering close: after the page, the server keeps reading (and dropping) what the visitor
+    # still sends for a while instead of closing under it (a TCP reset could destroy the page in
+    # the visitor's receive buffer before it was read).
+    s = gw.ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.ports["https"]), timeout=10),
+                           server_hostname="localhost")
+    s.sendall(f"GET /case-linger HTTP/1.1\r\n{H}X-Big: {'v' * 40000}".encode())
+    page = b""
+    while b"</html>" not in page:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        page += chunk
+    sent_ok, t0 = True, time.time()
+    try:
+        for _ in range(16):  # 64 KiB more, after the page
+            s.sendall(b"v" * 4096)
+            time.sleep(0.02)
+    except OSError as e:
+        sent_ok = str(e)
+    s.close()
+    check(status_of(page) == 431 and sent_ok is True,
+          f"lingering close: the visitor reads the whole 431 page and may keep sending "
+          f"({status_of(page)}, sends: {sent_ok}, {time.time() - t0:.1f} s)")
     refused("a NUL in a header value", f"GET /case-nul HTTP/1.1\r\n{H}X: a\0b\r\n\r\n".encode(),
             400, b"/case-nul")
 
