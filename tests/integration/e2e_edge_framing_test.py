@@ -171,7 +171,7 @@ try:
     try:
         for _ in range(16):  # 64 KiB more, after the page
             s.sendall(b"v" * 4096)
-            time.sleep(0.02)
+            time.sleep(0.005)
     except OSError as e:
         sent_ok = str(e)
     s.close()
