@@ -799,6 +799,16 @@ private:
             return;
         }
         auto d = door_.lock();
+        if (no_body_ && n > 0) {
+            // Body bytes to HEAD, 204 or 304 would be read by the visitor as a next response.
+            if (d && d->metrics) {
+                d->metrics->bad_response("body_length");
+            }
+            reset_stream(kBadResponseCode);
+            n = 0;
+            fin = true;
+            keep_alive_ = false;
+        }
         if (body_left_) {
             // A body longer or shorter than its Content-Length would desynchronise the visitor's
             // connection (extra bytes read as a next response). Longer: the promised bytes go

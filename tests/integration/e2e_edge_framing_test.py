@@ -288,7 +288,13 @@ try:
     data, closed = exchange(f"GET /cl-short HTTP/1.1\r\nHost: {EVIL}\r\n\r\n".encode())
     check(data.endswith(b"ok") and closed,
           f"body shorter than its Content-Length: cut ({data[-10:]!r}, closed={closed})")
-    check(reasons().get("body_length", 0) == before + 2, "both bodies counted (body_length)")
+    for method, path in [("GET", "/no-content"), ("HEAD", "/head")]:
+        data, closed = exchange(f"{method} {path} HTTP/1.1\r\nHost: {EVIL}\r\n\r\n".encode())
+        check(status_of(data) in (200, 204) and data.endswith(b"\r\n\r\n") and
+              b"evil" not in data and closed,
+              f"{method} {path}: a body to a bodiless response is dropped, then close "
+              f"({data[-20:]!r}, closed={closed})")
+    check(reasons().get("body_length", 0) == before + 4, "the four bodies counted (body_length)")
     data, _ = exchange(f"GET /ok HTTP/1.1\r\n{HE}\r\n".encode())
     check(status_of(data) == 200 and data.endswith(b"fine"), "the hostile tunnel still serves")
     gw.terminate(hostile, "hopgate-hostile-client")

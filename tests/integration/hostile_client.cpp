@@ -9,6 +9,7 @@
 //   /cl-bad      a non-numeric Content-Length; /cl-two two different ones
 //   /cl-long     Content-Length: 2 and a longer body carrying a second response
 //   /cl-short    Content-Length: 10 and a 2-byte body, then FIN
+//   /no-content  204 with a body carrying a second response (also sent to HEAD requests)
 //   anything else: 200 with "fine" (Content-Length 4)
 //
 // Usage: hopgate-hostile-client <server-ip> <tls|dtls> <port> <ca-file> <domain> <api-key>
@@ -70,6 +71,9 @@ Answer answer_for(const std::string& target) {
                 {{"Content-Length", "2"}},
                 "okHTTP/1.1 200 OK\r\nSet-Cookie: evil=1\r\nContent-Length: 4\r\n\r\nevil"};
     }
+    if (target == "/no-content") {
+        return {204, {}, "HTTP/1.1 200 OK\r\nSet-Cookie: evil=1\r\nContent-Length: 4\r\n\r\nevil"};
+    }
     if (target == "/cl-short") {
         return {200, {{"Content-Length", "10"}}, "ok"};
     }
@@ -92,7 +96,11 @@ public:
                     (void)c.stream_reset(ev.stream, 0x105);
                     break;
                 }
-                const Answer a = answer_for(ev.meta->target);
+                Answer a = answer_for(ev.meta->target);
+                if (ev.meta->method == "HEAD") {
+                    a = answer_for("/no-content");
+                    a.status = 200;
+                }
                 proto::StreamMeta m;
                 m.kind = ev.meta->kind;
                 m.request_id = ev.meta->request_id;
