@@ -81,7 +81,7 @@ Answer answer_for(const std::string& target) {
 }
 
 class Hostile : public net::TunnelEvents {
-public:
+  public:
     explicit Hostile(asio::io_context& io) : io_(io) {}
 
     void on_tunnel_event(net::Tunnel& t, proto::Event& ev) override {
@@ -115,7 +115,9 @@ public:
                 write(c, ev.stream);
                 break;
             }
-            case proto::EventType::kStreamWritable: write(c, ev.stream); break;
+            case proto::EventType::kStreamWritable:
+                write(c, ev.stream);
+                break;
             case proto::EventType::kStreamReadable: {
                 std::uint8_t buf[4096];
                 while (c.stream_read(ev.stream, buf)) {
@@ -125,19 +127,22 @@ public:
                 }
                 break;
             }
-            case proto::EventType::kStreamClosed: pending_.erase(ev.stream); break;
+            case proto::EventType::kStreamClosed:
+                pending_.erase(ev.stream);
+                break;
             case proto::EventType::kConnectionClosed:
                 std::fprintf(stderr, "tunnel closed: %s\n", ev.reason.c_str());
                 failed_ = true;
                 io_.stop();
                 break;
-            default: break;
+            default:
+                break;
         }
     }
 
     bool failed() const { return failed_; }
 
-private:
+  private:
     void write(proto::Connection& c, proto::StreamId id) {
         auto it = pending_.find(id);
         if (it == pending_.end()) {

@@ -78,17 +78,16 @@ TEST(Framing, TransferEncodingOtherThanChunkedIs400) {
     for (const char* te : {"xchunked", "chunked, identity", "gzip, chunked", "identity", "gzip",
                            "chunked;q=1", ""}) {
         SCOPED_TRACE(te);
-        EXPECT_EQ(answer(post_with(std::string("Transfer-Encoding: ") + te + "\r\n",
-                                   "0\r\n\r\n")),
+        EXPECT_EQ(answer(post_with(std::string("Transfer-Encoding: ") + te + "\r\n", "0\r\n\r\n")),
                   400);
     }
     // Two fields, whatever they say.
     EXPECT_EQ(answer(post_with("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
                                "0\r\n\r\n")),
               400);
-    EXPECT_EQ(answer(post_with("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
-                               "0\r\n\r\n")),
-              400);
+    EXPECT_EQ(
+        answer(post_with("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", "0\r\n\r\n")),
+        400);
     // HTTP/1.0 has no chunked coding (RFC 9112 §6.1).
     EXPECT_EQ(answer("POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
               400);
@@ -103,9 +102,9 @@ TEST(Framing, ContentLengthWithTransferEncodingIs400) {
     // Beast accepts these two (no "chunked" last): the front door's own check refuses them.
     EXPECT_EQ(answer(post_with("Transfer-Encoding: xchunked\r\nContent-Length: 5\r\n", "hello")),
               400);
-    EXPECT_EQ(answer(post_with("Content-Length: 5\r\nTransfer-Encoding: chunked, identity\r\n",
-                               "hello")),
-              400);
+    EXPECT_EQ(
+        answer(post_with("Content-Length: 5\r\nTransfer-Encoding: chunked, identity\r\n", "hello")),
+        400);
 }
 
 // Several Content-Length values are refused, even equal ones; so is a malformed one.
@@ -214,8 +213,8 @@ TEST(Framing, ResponseHeadAccepted) {
 
 // Statuses: 200..599, and 101 only to an upgrade request; no interim (1xx) or odd codes.
 TEST(Framing, ResponseStatusRange) {
-    for (const std::uint16_t s : {std::uint16_t{200}, std::uint16_t{299}, std::uint16_t{404},
-                                 std::uint16_t{599}}) {
+    for (const std::uint16_t s :
+         {std::uint16_t{200}, std::uint16_t{299}, std::uint16_t{404}, std::uint16_t{599}}) {
         EXPECT_EQ(check(response(s)), ResponseHeadError::kOk) << s;
     }
     for (const int code : {0, 1, 99, 100, 102, 103, 199, 600, 700, 999}) {
@@ -232,10 +231,9 @@ TEST(Framing, ResponseStatusRange) {
 
 // Names must be tokens (no CR/LF, ':', space, empty, over 1 KiB); values no CR/LF/NUL/CTL.
 TEST(Framing, ResponseHeaderInjectionRefused) {
-    for (const std::string& name : {std::string(""), std::string("X Y"), std::string("X:Y"),
-                                    std::string("X\r\nY"), std::string("X\nY"),
-                                    std::string("X\0", 2), std::string("\xe9"),
-                                    std::string("X(1)")}) {
+    for (const std::string& name :
+         {std::string(""), std::string("X Y"), std::string("X:Y"), std::string("X\r\nY"),
+          std::string("X\nY"), std::string("X\0", 2), std::string("\xe9"), std::string("X(1)")}) {
         EXPECT_EQ(check(response(200, {{name, "v"}})), ResponseHeadError::kBadHeaderName) << name;
     }
     EXPECT_EQ(check(response(200, {{std::string(1025, 'n'), "v"}})),
@@ -273,8 +271,7 @@ TEST(Framing, ResponseHeadLimits) {
 // The :80 redirect is built from the routed host and the path and query only.
 TEST(Framing, HttpsRedirectLocation) {
     EXPECT_EQ(https_redirect_location("a.example", 443, "/x?y=1"), "https://a.example/x?y=1");
-    EXPECT_EQ(https_redirect_location("a.example", 8443, "/x?y=1"),
-              "https://a.example:8443/x?y=1");
+    EXPECT_EQ(https_redirect_location("a.example", 8443, "/x?y=1"), "https://a.example:8443/x?y=1");
     EXPECT_EQ(https_redirect_location("a.example", 8443, "http://a.example:80/p/q?r#frag"),
               "https://a.example:8443/p/q?r");
     EXPECT_EQ(https_redirect_location("a.example", 443, "HTTP://A.EXAMPLE"), "https://a.example/");
