@@ -1,10 +1,12 @@
-// Writes the seed corpora of the protocol fuzz targets (fuzz/corpus/{frame,meta,connection}).
+// Writes the seed corpora of the protocol fuzz targets (fuzz/corpus/{frame,meta,connection}) and
+// of the front door's head paths (fuzz/corpus/{request_head,response_head}).
 // Usage: fuzz_corpus_gen <fuzz/corpus dir>. The output is committed; rerun after a wire change.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "proto/frame.hpp"
@@ -98,13 +100,116 @@ void write(const std::filesystem::path& p, const Bytes& b) {
 
 }  // namespace
 
+// fuzz_request_head: a split byte (where the input is cut between two reads), then what a
+// visitor sends. The smuggling shapes of issue 14 and their well-formed neighbours.
+// fuzz_response_head: response heads as a client could send them, hostile ones included.
+void write_head_corpora(const std::filesystem::path& root) {
+    const std::vector<std::pair<const char*, std::string>> requests = {
+        {"get", "GET /a?b=c HTTP/1.1\r\nHost: app.example\r\nAccept: */*\r\n\r\n"},
+        {"post_cl", "POST /up HTTP/1.1\r\nHost: app.example\r\nContent-Length: 5\r\n\r\nhello"},
+        {"post_chunked",
+         "POST /up HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "5\r\nhello\r\n0\r\n\r\n"},
+        {"chunk_ext",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "5;name=value;x\r\nhello\r\n0;y=\"q\"\r\nTrailer: t\r\n\r\n"},
+        {"absolute_form", "GET http://app.example:80/x HTTP/1.1\r\nHost: app.example\r\n\r\n"},
+        {"upgrade",
+         "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"},
+        {"pipelined", "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"},
+        {"cl_te",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"},
+        {"te_cl",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+         "8\r\nSMUGGLED\r\n0\r\n\r\n"},
+        {"te_xchunked",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n"
+         "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"},
+        {"te_chunked_identity",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
+         "0\r\n\r\n"},
+        {"te_gzip_chunked",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"},
+        {"te_twice",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n"
+         "0\r\n\r\n"},
+        {"te_http10", "POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+        {"cl_twice_differ",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"},
+        {"cl_twice_same",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab"},
+        {"cl_list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2, 2\r\n\r\nab"},
+        {"bare_lf", "GET / HTTP/1.1\nHost: a\n\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"},
+        {"bare_cr", "GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n"},
+        {"obs_fold", "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n"},
+        {"huge_chunk",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n"},
+        {"max_chunk",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "ffffffffffffffff\r\nhello"},
+        {"bad_chunk_crlf",
+         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"},
+        {"long_method", std::string(40, 'M') + " / HTTP/1.1\r\nHost: a\r\n\r\n"},
+        {"long_name", "GET / HTTP/1.1\r\nHost: a\r\n" + std::string(1100, 'n') + ": v\r\n\r\n"},
+        {"xff", "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.2.3.4\r\nX-Request-Id: "
+                "abcdefgh12\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\n\r\n"},
+    };
+    for (const auto& [name, text] : requests) {
+        Bytes b = {0x80};  // cut in the middle
+        b.insert(b.end(), text.begin(), text.end());
+        write(root / "request_head" / name, b);
+    }
+    std::string many = "GET / HTTP/1.1\r\nHost: a\r\n";
+    for (int i = 0; i < 260; ++i) {
+        many += "X-" + std::to_string(i) + ": v\r\n";
+    }
+    many += "\r\n";
+    Bytes b = {0xff};
+    b.insert(b.end(), many.begin(), many.end());
+    write(root / "request_head" / "many_headers", b);
+
+    auto response = [&](const char* name, std::uint16_t status, StreamKind kind,
+                        std::vector<Header> headers) {
+        StreamMeta m;
+        m.kind = kind;
+        m.request_id = "0123456789abcdef";
+        m.head = HeadType::kResponse;
+        m.status = status;
+        m.headers = std::move(headers);
+        Bytes out;
+        if (!encode_meta(m, out)) {
+            std::fprintf(stderr, "encode failed\n");
+            std::exit(1);
+        }
+        write(root / "response_head" / name, out);
+    };
+    response("ok", 200, StreamKind::kHttp,
+             {{"Content-Type", "text/html"}, {"Content-Length", "5"}, {"Set-Cookie", "a=1"}});
+    response("chunked", 200, StreamKind::kHttp,
+             {{"Transfer-Encoding", "chunked"}, {"Connection", "close, X-Hop"}, {"X-Hop", "1"}});
+    response("upgrade_101", 101, StreamKind::kUpgrade,
+             {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}});
+    response("obs_text", 200, StreamKind::kHttp, {{"X-Latin1", "caf\xe9\tok"}});
+    response("crlf_value", 200, StreamKind::kHttp, {{"X", "a\r\nSet-Cookie: evil=1"}});
+    response("crlf_name", 200, StreamKind::kHttp, {{"X\r\nEvil", "1"}});
+    response("colon_name", 200, StreamKind::kHttp, {{"X: y", "1"}});
+    response("nul_value", 200, StreamKind::kHttp, {{"X", std::string("a\0b", 3)}});
+    response("status_999", 999, StreamKind::kHttp, {});
+    response("status_100", 100, StreamKind::kHttp, {});
+    response("status_101_plain", 101, StreamKind::kHttp, {});
+    response("two_lengths", 200, StreamKind::kHttp,
+             {{"Content-Length", "5"}, {"Content-Length", "6"}});
+}
+
 int main(int argc, char** argv) {
     if (argc != 2) {
         std::fprintf(stderr, "usage: %s <fuzz/corpus dir>\n", argv[0]);
         return 2;
     }
     const std::filesystem::path root = argv[1];
-    for (const char* d : {"frame", "meta", "connection"}) {
+    for (const char* d : {"frame", "meta", "connection", "request_head", "response_head"}) {
         std::filesystem::create_directories(root / d);
     }
     static const std::string kData = "hello";
@@ -236,6 +341,7 @@ int main(int argc, char** argv) {
         op_wait(s, 5000);
         write(root / "connection" / "both_close", s);
     }
+    write_head_corpora(root);
     std::printf("corpus written to %s\n", root.c_str());
     return 0;
 }

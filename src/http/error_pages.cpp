@@ -46,7 +46,7 @@ struct PageText {
     std::string_view hint_ko;
 };
 
-constexpr std::array<PageText, 6> kPages = {{
+constexpr std::array<PageText, 8> kPages = {{
     {400, "Bad Request", "잘못된 요청", "The server could not understand this request.",
      "서버가 이 요청을 이해할 수 없습니다.",
      "Check the address and the request headers, then try again.",
@@ -56,10 +56,19 @@ constexpr std::array<PageText, 6> kPages = {{
      "이 HopGate 서버에는 {{host}} 에 등록된 서비스가 없습니다.",
      "If you run this site, register the domain and start hopgate-client for it.",
      "사이트 운영자라면 도메인을 등록하고 hopgate-client 를 실행해 주세요."},
+    {431, "Request Header Fields Too Large", "요청 헤더가 너무 큼",
+     "The request headers are too large or too many for this server.",
+     "요청 헤더가 이 서버가 받을 수 있는 것보다 크거나 많습니다.",
+     "Remove unneeded cookies or headers for this site, then try again.",
+     "이 사이트의 불필요한 쿠키나 헤더를 지운 뒤 다시 시도해 주세요."},
     {500, "Internal Server Error", "내부 서버 오류", "Something went wrong on the HopGate server.",
      "HopGate 서버에서 문제가 발생했습니다.",
      "Please try again in a moment. If it persists, report the request ID below.",
      "잠시 후 다시 시도해 주세요. 계속되면 아래 요청 ID 를 알려 주세요."},
+    {501, "Not Implemented", "구현되지 않음",
+     "This server does not support the request method or framing that was used.",
+     "이 서버는 요청에 사용된 메서드나 전송 방식을 지원하지 않습니다.",
+     "", ""},
     {502, "Bad Gateway", "잘못된 게이트웨이",
      "The service behind {{host}} is not reachable right now.",
      "{{host}} 뒤의 서비스에 지금 연결할 수 없습니다.",

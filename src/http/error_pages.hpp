@@ -1,4 +1,4 @@
-// Error pages (400, 404, 500, 502, 504, 525) and the control domain's status page.
+// Error pages (400, 404, 431, 500, 501, 502, 504, 525) and the control domain's status page.
 //
 // The built-in pages are compiled into the binary, bilingual (English/Korean), self-contained
 // (inline CSS and logo, no JavaScript, no external requests), so they render even when the
@@ -23,7 +23,7 @@
 namespace hopgate::http {
 
 inline constexpr std::string_view kAssetPrefix = "/__hopgate_assets__/";
-inline constexpr int kBuiltinStatuses[] = {400, 404, 500, 502, 504, 525};
+inline constexpr int kBuiltinStatuses[] = {400, 404, 431, 500, 501, 502, 504, 525};
 
 struct RenderContext {
     std::string_view host;        // as the visitor sent it (escaped on output); may be empty

@@ -5,7 +5,6 @@
 namespace hopgate::proto {
 namespace {
 constexpr std::uint8_t kMetaVersion = 1;
-constexpr std::size_t kMaxNameLen = 1024;
 
 std::size_t str_size(const std::string& s) { return varint_size(s.size()) + s.size(); }
 
@@ -28,7 +27,7 @@ bool encode_meta(const StreamMeta& m, std::vector<std::uint8_t>& out, std::size_
     }
     body += varint_size(m.headers.size());
     for (const auto& h : m.headers) {
-        if (h.name.size() > kMaxNameLen) {
+        if (h.name.size() > kMaxHeaderNameLen) {
             return false;
         }
         body += str_size(h.name) + str_size(h.value);
@@ -108,7 +107,7 @@ MetaParse decode_meta(std::span<const std::uint8_t> prefix, std::size_t max_size
     m.headers.reserve(static_cast<std::size_t>(count));
     for (std::uint64_t i = 0; i < count; ++i) {
         std::string_view name, value;
-        if (!(r.length_prefixed(kMaxNameLen, name) && r.length_prefixed(max_size, value))) {
+        if (!(r.length_prefixed(kMaxHeaderNameLen, name) && r.length_prefixed(max_size, value))) {
             return MetaParse::kMalformed;
         }
         m.headers.push_back({std::string(name), std::string(value)});

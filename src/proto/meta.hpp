@@ -16,6 +16,7 @@ inline constexpr std::size_t kDefaultMaxMetaSize = 64 * 1024;
 inline constexpr std::size_t kMaxMetaHeaders = 256;
 inline constexpr std::size_t kMaxMethodLen = 32;
 inline constexpr std::size_t kMaxRequestIdLen = 64;
+inline constexpr std::size_t kMaxHeaderNameLen = 1024;
 
 enum class StreamKind : std::uint8_t {
     kHttp = 0,     // one HTTP exchange

@@ -24,6 +24,7 @@
 #include "core/buffer_budget.hpp"
 #include "http/forwarding.hpp"
 #include "net/accept_backoff.hpp"
+#include "http/framing.hpp"
 #include "server/metrics.hpp"
 #include "server/request_head.hpp"
 #include "server/tunnel_pool.hpp"
@@ -60,8 +61,14 @@ namespace {
 constexpr std::size_t kChunk = 64 * 1024;
 constexpr std::size_t kKeepTlsBuffers = 1024;
 constexpr std::chrono::milliseconds kOpenRetry{5};
+constexpr std::chrono::seconds kLingerTime{2};
+constexpr std::size_t kLingerBytes = 256 * 1024;
 using Clock = std::chrono::steady_clock;
 constexpr Clock::time_point kNever = Clock::time_point::max();
+// RESET_STREAM / STOP_SENDING code of a stream whose response the gateway refused: a head that
+// breaks the HTTP head rules (docs/protocol.md §4.1) or a body that disagrees with its
+// Content-Length.
+constexpr std::uint64_t kBadResponseCode = 0x107;
 
 class Session;
 
@@ -247,7 +254,7 @@ public:
     void drain() {
         draining_ = true;
         keep_alive_ = false;
-        if (!in_request_) {
+        if (!in_request_ || lingering_) {
             abort_connection();
         }
     }
@@ -398,16 +405,15 @@ private:
             return;
         }
         if (ec) {
-            if (ec == http::error::header_limit || ec == http::error::bad_target ||
-                ec == http::error::bad_method || ec == http::error::bad_version ||
-                ec == http::error::bad_field || ec == http::error::bad_value ||
-                ec == http::error::bad_line_ending || ec == http::error::bad_chunk) {
+            // A malformed head (400) or one over the size limit (431) gets its page, then the
+            // connection closes: what follows cannot be framed.
+            if (const auto v = ::hopgate::http::verdict_for_parse_error(ec)) {
                 begin_request();
                 rid_ = new_request_id();
                 method_.clear();
                 host_.clear();
                 path_.clear();
-                send_page(400, "", false);
+                send_page(v.status, "", false);
             }
             return;  // EOF, timeout (slowloris) or reset: the connection ends
         }
@@ -421,6 +427,13 @@ private:
         path_ = std::string(std::string_view(target.data(), target.size()).substr(
             0, std::string_view(target.data(), target.size()).find('?')));
         keep_alive_ = req.keep_alive() && !draining_;
+        // Framing and size checks before anything goes into the tunnel (http/framing.hpp):
+        // request smuggling shapes and heads the tunnel cannot carry get 400/431/501 and a close.
+        if (const auto v = ::hopgate::http::check_request_head(req.base())) {
+            host_.clear();
+            send_page(v.status, "", false);
+            return;
+        }
         // RFC 9112 §3.2: one Host, present on HTTP/1.1, agreeing with an absolute-form target.
         auto route = route_request(req);
         if (!route) {
@@ -509,10 +522,38 @@ private:
             res.set(http::field::retry_after, "1");
         }
         keep_alive_ = keep && keep_alive_;
+        linger_ = !keep_alive_;
         if (d->metrics) {
             d->metrics->proxy_error(status);
         }
         write_control(std::move(res));
+    }
+
+    // Lingering close after an error page that ends the connection (a refused head, bad
+    // framing): the rest of what the visitor sent is read and dropped for up to kLingerTime or
+    // kLingerBytes, so the close does not turn into a TCP reset that can destroy the page in
+    // the visitor's receive buffer before it was read. Our side has already sent its FIN.
+    void linger() {
+        lingering_ = true;
+        if (close_deadline_ == kNever) {
+            close_deadline_ = Clock::now() + kLingerTime;
+            arm(close_deadline_);
+        }
+        if (lingered_ >= kLingerBytes) {
+            abort_connection();
+            return;
+        }
+        static std::array<char, 4096> discard;  // contents never read: shared by every session
+        sock().async_read_some(asio::buffer(discard),
+                               [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                   if (ec) {
+                                       self->close_deadline_ = kNever;
+                                       self->abort_connection();
+                                       return;
+                                   }
+                                   self->lingered_ += n;
+                                   self->linger();
+                               });
     }
 
     // ------------------------------------------------------------------ proxy
@@ -585,9 +626,13 @@ private:
                 flush_tunnel();
                 return;
             }
-            const bool full = id.error() == proto::Errc::kWouldBlock;
+            // kTooLarge: the visitor's head does not fit in the tunnel's head record (a large
+            // header limit): the visitor's fault, not the tenant's.
+            const int status = id.error() == proto::Errc::kWouldBlock ? 503
+                               : id.error() == proto::Errc::kTooLarge ? 431
+                                                                       : 502;
             tunnel_.reset();
-            send_page(full ? 503 : 502, host_, false);
+            send_page(status, host_, false);
             return;
         }
         open_meta_.reset();
@@ -636,6 +681,15 @@ private:
             ec = {};
         }
         if (ec) {
+            // Bad chunk framing: the local service gets a reset instead of the rest of the body,
+            // the visitor a 400 page (if no response started yet), then the connection closes.
+            if (const auto v = ::hopgate::http::verdict_for_parse_error(ec);
+                v && !head_sent_ && !page_sent_) {
+                reset_stream(0x105);
+                head_sent_ = page_sent_ = true;
+                send_page(v.status, host_, false);
+                return;
+            }
             abort_exchange();
             return;
         }
@@ -706,6 +760,20 @@ private:
             abort_exchange();
             return;
         }
+        // The client is not trusted with what reaches the visitor: a head that breaks the HTTP
+        // rules (CR/LF or NUL in a value, a name that is not a token, a status outside 200..599)
+        // is refused with a 502 page and a reset of the stream.
+        ::hopgate::http::ResponseHeadInfo info;
+        const auto bad = ::hopgate::http::check_response_head(m, upgrade_req_, info);
+        if (bad != ::hopgate::http::ResponseHeadError::kOk) {
+            if (d->metrics) {
+                d->metrics->bad_response(::hopgate::http::response_head_error_name(bad));
+            }
+            reset_stream(kBadResponseCode);
+            page_sent_ = true;
+            send_page(502, host_, false);
+            return;
+        }
         res_.emplace();
         res_->result(m.status);
         res_->version(11);
@@ -725,6 +793,10 @@ private:
         }
         if (!res_->has_content_length() && !no_body_) {
             res_->chunked(true);
+        }
+        body_left_.reset();
+        if (!no_body_ && m.status != 101) {
+            body_left_ = info.content_length;
         }
         res_->keep_alive(keep_alive_);
         res_->body().data = nullptr;
@@ -784,6 +856,32 @@ private:
             return;
         }
         auto d = door_.lock();
+        if (no_body_ && n > 0) {
+            // Body bytes to HEAD, 204 or 304 would be read by the visitor as a next response.
+            if (d && d->metrics) {
+                d->metrics->bad_response("body_length");
+            }
+            reset_stream(kBadResponseCode);
+            n = 0;
+            fin = true;
+            keep_alive_ = false;
+        }
+        if (body_left_) {
+            // A body longer or shorter than its Content-Length would desynchronise the visitor's
+            // connection (extra bytes read as a next response). Longer: the promised bytes go
+            // out; shorter: what came goes out; then the connection closes either way, so the
+            // visitor sees a complete response or a short one, never bytes of another.
+            if (n > *body_left_ || (fin && n < *body_left_)) {
+                if (d && d->metrics) {
+                    d->metrics->bad_response("body_length");
+                }
+                reset_stream(kBadResponseCode);
+                n = static_cast<std::size_t>(std::min<std::uint64_t>(n, *body_left_));
+                fin = true;
+                keep_alive_ = false;
+            }
+            *body_left_ -= n;
+        }
         res_->body().data = n > 0 ? down() : nullptr;
         res_->body().size = n;
         res_->body().more = !fin;
@@ -1046,6 +1144,9 @@ private:
             }
             beast::error_code ignore;
             sock().shutdown(tcp::socket::shutdown_send, ignore);
+            if (linger_ && !ec && !reading_body_ && sock().is_open()) {
+                linger();
+            }
             return;
         }
         // If the visitor did not send the whole body (we answered early), the connection cannot
@@ -1058,6 +1159,7 @@ private:
         tunnel_.reset();
         res_.reset();
         sr_.reset();
+        body_left_.reset();
         bufs_.reset();  // an idle connection holds no proxy buffers
         d->update_gauges();
         head_sent_ = writing_ = body_done_ = no_body_ = page_sent_ = false;
@@ -1095,7 +1197,7 @@ private:
     Clock::time_point io_deadline_ = kNever;     // for those operations
     Clock::time_point head_deadline_ = kNever;   // response head (proxy timeout)
     Clock::time_point pipe_deadline_ = kNever;   // upgraded pipe idle
-    Clock::time_point close_deadline_ = kNever;  // grace period of a closing pipe
+    Clock::time_point close_deadline_ = kNever;  // grace of a closing pipe or a lingering close
     Clock::time_point open_retry_ = kNever;      // next try to open the stream (buffer full)
     Clock::time_point open_give_up_ = kNever;
     std::optional<proto::StreamMeta> open_meta_;  // the request head until its stream is open
@@ -1105,6 +1207,7 @@ private:
     std::optional<http::request_parser<http::string_body>> control_req_;
     std::optional<http::response<http::buffer_body>> res_;
     std::optional<http::response_serializer<http::buffer_body>> sr_;
+    std::optional<std::uint64_t> body_left_;  // response body bytes its Content-Length promises
     std::shared_ptr<net::Tunnel> tunnel_;
     proto::StreamId stream_id_ = 0;
     bool stream_open_ = false;
@@ -1122,6 +1225,9 @@ private:
     bool no_body_ = false;
     bool keep_alive_ = true;
     bool draining_ = false;
+    bool linger_ = false;        // an error page ends the connection: linger() after it
+    std::size_t lingered_ = 0;   // bytes dropped while lingering
+    bool lingering_ = false;
     bool in_request_ = false;  // a request head was read and its exchange is not over
     bool logged_ = false;
     // Upgrade.
@@ -1188,12 +1294,12 @@ private:
         res_.result(host ? http::status::permanent_redirect : http::status::bad_request);
         res_.version(11);
         if (host) {
-            std::string loc = "https://" + *host;
-            if (https_port_ != 443) {
-                loc += ":" + std::to_string(https_port_);
-            }
-            loc += std::string(req.target());
-            res_.set(http::field::location, loc);
+            // From the routed authority and the path and query only: an absolute-form target
+            // ("http://host/x") must not be appended whole.
+            const auto target = req.target();
+            res_.set(http::field::location,
+                     ::hopgate::http::https_redirect_location(
+                         *host, https_port_, std::string_view(target.data(), target.size())));
         }
         res_.keep_alive(false);
         res_.prepare_payload();

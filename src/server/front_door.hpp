@@ -23,6 +23,12 @@
 // byte pipe in both directions with only `upgrade_idle_timeout`; any other answer is an ordinary
 // response. Pipelined requests are answered in order, one after another.
 //
+// Hostile input (http/framing.hpp): a request head with ambiguous body framing or one the tunnel
+// cannot carry gets a 400/431/501 page before anything enters the tunnel, bad chunk framing a
+// 400 page, each followed by a lingering close; a response head from the tunnel that breaks
+// docs/protocol.md §4.1 gets the visitor a 502 page and the stream a reset (0x107), and a
+// response body is held to its Content-Length (hopgate_proxy_bad_responses_total).
+//
 // Each request gets an id (the visitor's sane X-Request-Id or 16 random hex characters), sent in
 // the stream metadata and X-Request-Id both ways, and one access-log line ("request") when it
 // ends.
@@ -57,7 +63,7 @@ using ControlResponse = boost::beast::http::response<boost::beast::http::string_
 // io_context thread).
 using ControlHandler = std::function<void(ControlRequest req, const std::string& remote_ip,
                                           std::function<void(ControlResponse)> reply)>;
-// Renders an error page for `status` (400, 404, 500, 502, 504, 525).
+// Renders an error page for `status` (400, 404, 431, 500, 501, 502, 503, 504, 525).
 using ErrorPageRenderer =
     std::function<ControlResponse(int status, const std::string& host, const std::string& rid)>;
 

@@ -11,6 +11,9 @@ Metrics::Metrics(core::MetricsRegistry& r)
                                 core::default_buckets())),
       proxy_errors(r.counter("hopgate_proxy_errors_total", "Error pages served instead of an upstream answer, by type",
                              {"type"})),
+      bad_responses(r.counter("hopgate_proxy_bad_responses_total",
+                              "Responses from a tunnel refused at the edge (502 page or cut), by reason",
+                              {"reason"})),
       handshakes(r.counter("hopgate_tunnel_handshakes_total", "Tunnel authentications, by result and transport",
                            {"result", "transport"})),
       tunnels_active(r.gauge("hopgate_tunnels_active", "Authenticated tunnels, by transport",
@@ -109,6 +112,8 @@ void Metrics::proxy_error(int status) {
                        : status == 504 ? "timeout"
                        : status == 525 ? "tunnel_failure"
                        : status == 400 ? "bad_request"
+                       : status == 431 ? "headers_too_large"
+                       : status == 501 ? "not_implemented"
                        : status == 503 ? "overloaded"
                                        : "other";
     proxy_errors.with({type}).inc();
@@ -121,6 +126,10 @@ void Metrics::buffer_refused(core::BufferBudget::Refusal why) {
                : why == Refusal::kDomain ? "domain"
                                          : "total"})
         .inc();
+}
+
+void Metrics::bad_response(std::string_view reason) {
+    bad_responses.with({reason}).inc();
 }
 
 void Metrics::handshake(const char* result, net::TransportKind kind) {

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/buffer_budget.hpp"
 #include "core/metrics.hpp"
@@ -20,6 +21,9 @@ struct Metrics {
                  std::chrono::steady_clock::duration took);
     // An error page was served instead of an upstream answer.
     void proxy_error(int status);
+    // A response from the tunnel was refused (http::check_response_head's reason, or
+    // "body_length" for a body that disagrees with its Content-Length).
+    void bad_response(std::string_view reason);
     void handshake(const char* result, net::TransportKind kind);
     // Updates gauges from connection statistics (called periodically and on scrape).
     void set_tunnels(std::size_t dtls, std::size_t tls);
@@ -36,6 +40,7 @@ struct Metrics {
     core::Family<core::Counter>& http_requests;
     core::Family<core::Histogram>& http_duration;
     core::Family<core::Counter>& proxy_errors;
+    core::Family<core::Counter>& bad_responses;
     core::Family<core::Counter>& handshakes;
     core::Family<core::Gauge>& tunnels_active;
     core::Family<core::Counter>& tunnel_bytes;
