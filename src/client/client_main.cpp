@@ -3,12 +3,14 @@
 #include <boost/asio/post.hpp>
 #include <openssl/crypto.h>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <iostream>
 
 #include "client/agent.hpp"
 #include "core/config.hpp"
 #include "core/version.hpp"
+#include "tls/certs.hpp"
 #include "proto/frame.hpp"
 
 namespace hopgate::client {
@@ -49,6 +51,61 @@ core::ConfigSchema schema() {
 
 }  // namespace
 
+// `hopgate-client check-config`: the settings, the local target, the CA file and the server's
+// name, then the effective configuration with secrets masked. Exit code 0/1.
+int check_client_config(const AgentConfig& a, const core::Config& cfg, std::ostream& out) {
+    bool failed = false;
+    auto ok = [&](const std::string& s) { out << "ok   " << s << "\n"; };
+    auto fail = [&](const std::string& s) {
+        out << "FAIL " << s << "\n";
+        failed = true;
+    };
+    ok("settings parse (flags, environment, .env)");
+    for (const auto& w : cfg.warnings()) {
+        out << "warn " << w << "\n";
+    }
+    std::string host;
+    std::uint16_t port = 0;
+    if (auto bad = parse_local_target(a.local_target, host, port); !bad.empty()) {
+        fail("HOP_CLIENT_LOCAL_TARGET: " + bad);
+    } else {
+        ok("local service " + host + ":" + std::to_string(port));
+    }
+    if (a.insecure_skip_verify) {
+        out << "warn HOP_CLIENT_INSECURE_SKIP_VERIFY: the server certificate is NOT verified\n";
+    } else if (!a.ca_file.empty()) {
+        auto pem = tls::read_pem_file(a.ca_file);
+        if (!pem) {
+            fail("HOP_CLIENT_CA_FILE: cannot read " + a.ca_file + ": " + pem.error().message());
+        } else if (auto certs = tls::load_certificates_pem(*pem); !certs) {
+            fail("HOP_CLIENT_CA_FILE: " + a.ca_file + " holds no PEM certificate");
+        } else {
+            ok("CA file " + a.ca_file + ": " + std::to_string(certs->size()) + " certificate(s)");
+        }
+    } else {
+        ok("server certificate checked against the system's trusted roots (no --ca-file)");
+    }
+    boost::system::error_code ec;
+    (void)boost::asio::ip::make_address(a.server_host, ec);
+    if (ec) {
+        boost::asio::io_context io;
+        boost::asio::ip::tcp::resolver res(io);
+        auto r = res.resolve(a.server_host, "", ec);
+        if (ec || r.empty()) {
+            fail("HOP_CLIENT_SERVER_ADDR: cannot resolve " + a.server_host + ": " + ec.message());
+        } else {
+            ok("server " + a.server_host + " resolves to " +
+               r.begin()->endpoint().address().to_string());
+        }
+    } else {
+        ok("server " + a.server_host + " (DTLS port " + std::to_string(a.dtls_port) +
+           ", TLS port " + std::to_string(a.tls_port) + ")");
+    }
+    out << "\neffective configuration (secrets masked):\n" << cfg.describe();
+    out << (failed ? "\ncheck-config: FAILED\n" : "\ncheck-config: ok\n");
+    return failed ? 1 : 0;
+}
+
 int client_main(int argc, const char* const* argv) {
     const auto sch = schema();
     core::Config cfg;
@@ -69,7 +126,9 @@ int client_main(int argc, const char* const* argv) {
     if (cfg.help_requested()) {
         std::cout << sch.help_text("hopgate-client",
                                    "HopGate client: serves a domain from a local HTTP service "
-                                   "through an outbound tunnel.");
+                                   "through an outbound tunnel.\nSubcommand: check-config "
+                                   "(validate the settings, print the effective configuration; "
+                                   "exit 0/1)");
         return 0;
     }
     auto level = core::parse_log_level(cfg.get_bool("HOP_CLIENT_DEBUG")
@@ -100,6 +159,15 @@ int client_main(int argc, const char* const* argv) {
     } else {
         std::cerr << "hopgate-client: --transport: must be dtls, tls or auto\n";
         return 1;
+    }
+    const auto& pos = cfg.positional();
+    if (!pos.empty()) {
+        if (pos[0] == "check-config") {
+            return check_client_config(a, cfg, std::cout);
+        }
+        std::cerr << "hopgate-client: unknown subcommand \"" << pos[0]
+                  << "\" (check-config, or see --help)\n";
+        return 2;
     }
     auto out = std::make_shared<core::LogOutput>(*level);
     core::Logger log(out, "client");

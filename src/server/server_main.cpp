@@ -12,6 +12,7 @@
 #include "proto/frame.hpp"
 #include "core/log.hpp"
 #include "registry/factory.hpp"
+#include "server/check_config.hpp"
 #include "server/gateway.hpp"
 
 namespace hopgate::server {
@@ -231,7 +232,9 @@ int server_main(int argc, const char* const* argv) {
         std::cout << sch.help_text("hopgate-server",
                                    "HopGate gateway: HTTPS front door and tunnel endpoint.\n"
                                    "Subcommands: domain add|remove|list|rotate|status (see "
-                                   "`hopgate-server domain --help`), cert obtain|renew|list");
+                                   "`hopgate-server domain --help`), cert obtain|renew|list, "
+                                   "check-config (validate everything, print the effective "
+                                   "configuration; exit 0/1)");
         return 0;
     }
     auto level = core::parse_log_level(cfg.get_string("HOP_LOG_LEVEL"));
@@ -333,7 +336,8 @@ int server_main(int argc, const char* const* argv) {
             return 1;
         }
     }
-    if (!pos.empty()) {
+    const bool check_config = !pos.empty() && pos[0] == "check-config";
+    if (!pos.empty() && !check_config) {
         std::cerr << "hopgate-server: unknown subcommand \"" << pos[0] << "\" (see --help)\n";
         return 2;
     }
@@ -394,6 +398,9 @@ int server_main(int argc, const char* const* argv) {
     g.error_assets_dir = cfg.get_string("HOP_ERROR_ASSETS_DIR");
     g.acme = acme;
 
+    if (check_config) {
+        return check_server_config(g, cfg, std::cout);
+    }
     boost::asio::io_context io;
     // Signals are taken over before anything is announced: a SIGTERM that arrives while the
     // server starts (or right after the ports line) is handled as a graceful stop once the loop
