@@ -132,6 +132,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     std::shared_ptr<AcmeService> acme;  // null unless HOP_ACME_CA_DIR / staging is set
     std::uint16_t http_port = 0, https_port = 0, dtls_port = 0, tunnel_port = 0;
     admin::MetricsGuard metrics_guard;
+    std::shared_ptr<tls::CertStore> store;  // HTTPS and tunnel certificates (default + ACME)
 
     Impl(asio::io_context& io_, GatewayConfig c, core::Logger l)
         : io(io_), cfg(std::move(c)), log(std::move(l)) {}
@@ -147,7 +148,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             parse_cidrs(cfg.metrics_allow_cidrs, "HOP_METRICS_ALLOW_CIDRS"), cfg.metrics_token);
         // The certificate before the registry: a start-up that fails on it must not have created
         // the database.
-        auto store = std::make_shared<tls::CertStore>();
+        store = std::make_shared<tls::CertStore>();
         store->set_default(load_certificate());
         registry::RegistryConfig rc;
         rc.dsn = cfg.db_dsn;  // empty: SQLite file in the working directory
@@ -281,7 +282,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
 
     // Certificates for the control domain, the proxy domains and every registered domain; the
     // self-signed default serves until each one is issued.
-    void start_acme(const std::shared_ptr<tls::CertStore>& store) {
+    void start_acme(const std::shared_ptr<tls::CertStore>& certs) {
         std::vector<std::string> names = {cfg.control_domain};
         names.insert(names.end(), cfg.proxy_domains.begin(), cfg.proxy_domains.end());
         std::weak_ptr<Impl> weak = shared_from_this();
@@ -315,7 +316,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
                     done(r ? std::move(*r) : std::vector<std::string>{});
                 });
         };
-        acme = std::make_shared<AcmeService>(io, cfg.acme, store, log.with_component("acme"),
+        acme = std::make_shared<AcmeService>(io, cfg.acme, certs, log.with_component("acme"),
                                              names, lister, &registry_metrics);
         acme->start();
     }
@@ -590,6 +591,43 @@ std::size_t Gateway::tunnels() const { return impl_->pool.size(); }
 
 void Gateway::shutdown(std::chrono::seconds drain, std::function<void()> done) {
     impl_->shutdown(drain, std::move(done));
+}
+
+std::string Gateway::reload(const GatewayConfig& fresh) {
+    auto& im = *impl_;
+    std::shared_ptr<const tls::CertifiedKey> cert;
+    if (!fresh.cert_file.empty() || !fresh.key_file.empty()) {
+        if (fresh.cert_file.empty() || fresh.key_file.empty()) {
+            return "HOP_SERVER_TLS_CERT and HOP_SERVER_TLS_KEY: give both, or neither";
+        }
+        if (im.cfg.cert_file.empty()) {
+            return "a certificate file replaces the self-signed or ACME certificate only at a "
+                   "restart";
+        }
+        std::string why;
+        auto ck = tls::CertifiedKey::from_files(fresh.cert_file, fresh.key_file, &why);
+        if (!ck) {
+            return "HOP_SERVER_TLS_CERT/HOP_SERVER_TLS_KEY: " + why;
+        }
+        cert = *ck;
+    }
+    std::unique_ptr<Pages> pages;
+    try {
+        pages = std::make_unique<Pages>(fresh.error_pages_dir, fresh.error_assets_dir,
+                                        im.cfg.control_domain);
+    } catch (const std::exception& e) {
+        return std::string("error pages: ") + e.what();
+    }
+    if (cert) {
+        im.store->set_default(std::move(cert));
+        im.cfg.cert_file = fresh.cert_file;
+        im.cfg.key_file = fresh.key_file;
+        im.cert_path = fresh.cert_file;
+    }
+    im.pages = std::move(pages);
+    im.cfg.error_pages_dir = fresh.error_pages_dir;
+    im.cfg.error_assets_dir = fresh.error_assets_dir;
+    return {};
 }
 
 }  // namespace hopgate::server

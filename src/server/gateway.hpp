@@ -84,6 +84,12 @@ public:
     // requests end within `drain`, then cut what is left, close tunnels with a reason and stop
     // the tunnel listeners; calls `done` on the io_context thread.
     void shutdown(std::chrono::seconds drain, std::function<void()> done);
+    // SIGHUP: re-reads what can change without a restart from `fresh` (the configuration loaded
+    // again): the certificate files (HOP_SERVER_TLS_CERT/KEY; new handshakes get the new one,
+    // open connections and tunnels keep theirs) and the error-page and asset overrides. All or
+    // nothing: on any problem the old state stays and the returned text says why ("" = done).
+    // On the io_context thread.
+    std::string reload(const GatewayConfig& fresh);
 
     std::size_t tunnels() const;
     struct Impl;

@@ -406,6 +406,7 @@ int server_main(int argc, const char* const* argv) {
     // server starts (or right after the ports line) is handled as a graceful stop once the loop
     // runs, not by the default action.
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    boost::asio::signal_set hangup(io, SIGHUP);
     std::unique_ptr<Gateway> gw;
     try {
         gw = std::make_unique<Gateway>(io, g, log);
@@ -431,10 +432,50 @@ int server_main(int argc, const char* const* argv) {
             }
             draining = true;
             log.info("shutting down", {{"signal", sig}});
+            hangup.cancel();
             gw->shutdown(drain, [&io] { io.stop(); });
             signals.async_wait(on_signal);
         };
     signals.async_wait(on_signal);
+    // SIGHUP: reload what can change without a restart (certificate files, error pages and
+    // assets, log level) from the configuration read again (environment, .env, the same flags).
+    // A failed reload keeps everything as it was. Connections and tunnels stay up.
+    std::function<void(const boost::system::error_code&, int)> on_hangup =
+        [&](const boost::system::error_code& ec, int) {
+            if (ec) {
+                return;
+            }
+            std::string why;
+            try {
+                const core::Config fresh =
+                    core::load_process_config(sch, sub, argv, "HOP_", {"HOP_CLIENT_"});
+                auto new_level = core::parse_log_level(fresh.get_string("HOP_LOG_LEVEL"));
+                GatewayConfig f;
+                f.cert_file = fresh.get_string("HOP_SERVER_TLS_CERT");
+                f.key_file = fresh.get_string("HOP_SERVER_TLS_KEY");
+                f.error_pages_dir = fresh.get_string("HOP_ERROR_PAGES_DIR");
+                f.error_assets_dir = fresh.get_string("HOP_ERROR_ASSETS_DIR");
+                if (!new_level) {
+                    why = "HOP_LOG_LEVEL: must be debug, info, warn or error";
+                } else {
+                    why = gw->reload(f);
+                }
+                if (why.empty()) {
+                    out->set_level(*new_level);
+                    log.warn("reloaded", {{"certificate", gw->certificate_path()},
+                                          {"log_level", fresh.get_string("HOP_LOG_LEVEL")}});
+                }
+            } catch (const std::exception& e) {
+                why = e.what();
+            }
+            if (!why.empty()) {
+                log.error("reload failed: kept the running configuration", {{"why", why}});
+            }
+            if (!draining) {
+                hangup.async_wait(on_hangup);
+            }
+        };
+    hangup.async_wait(on_hangup);
     // Log lines written while the loop runs go out together once per turn of the loop.
     out->set_deferred([&io, o = out.get()] { boost::asio::post(io, [o] { o->flush(); }); });
     io.run();
