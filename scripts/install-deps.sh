@@ -15,6 +15,7 @@ PKGS=(
   nginx wrk
   python3-websockets
   pebble
+  chromium fonts-nanum
 )
 
 missing=()

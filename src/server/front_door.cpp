@@ -59,6 +59,8 @@ std::string new_request_id() {
 namespace {
 
 constexpr std::size_t kChunk = 64 * 1024;
+// on_stream_reset()'s code for "the tunnel's transport failed" (not a wire stream code).
+constexpr std::uint64_t kTransportFailed = ~std::uint64_t{0};
 constexpr std::size_t kKeepTlsBuffers = 1024;
 constexpr std::chrono::milliseconds kOpenRetry{5};
 constexpr std::chrono::seconds kLingerTime{2};
@@ -286,7 +288,9 @@ public:
         (void)t;
     }
 
-    void on_tunnel_gone() { on_stream_reset(0); }
+    void on_tunnel_gone(bool transport_failure) {
+        on_stream_reset(transport_failure ? kTransportFailed : 0);
+    }
 
 private:
     std::uint8_t* up() { return bufs_->bytes().data(); }
@@ -1074,8 +1078,9 @@ private:
         if (!head_sent_ && !page_sent_) {
             page_sent_ = true;
             head_sent_ = true;
-            // 0x102: the local service did not answer in time; everything else is a bad gateway.
-            send_page(code == 0x102 ? 504 : 502, host_, false);
+            // 0x102: the local service did not answer in time; the tunnel's transport failing
+            // is a 525 (SPEC: handshake/transport failure); everything else a bad gateway.
+            send_page(code == 0x102 ? 504 : code == kTransportFailed ? 525 : 502, host_, false);
             return;
         }
         if (head_sent_ && !body_done_) {
@@ -1461,7 +1466,19 @@ bool FrontDoor::on_stream_event(net::Tunnel& tunnel, proto::Event& ev) {
     return true;
 }
 
-void FrontDoor::on_tunnel_closed(net::Tunnel& tunnel) {
+bool FrontDoor::is_transport_failure(std::uint64_t wire_code) {
+    using W = proto::WireError;
+    switch (static_cast<W>(wire_code)) {
+        case W::kNoError:
+        case W::kConnectionRefused:
+        case W::kAuthFailed:
+        case W::kVersionMismatch:
+        case W::kHandshakeTimeout: return false;
+        default: return true;
+    }
+}
+
+void FrontDoor::on_tunnel_closed(net::Tunnel& tunnel, bool transport_failure) {
     std::vector<std::shared_ptr<Session>> hit;
     for (auto it = impl_->exchanges.begin(); it != impl_->exchanges.end();) {
         if (it->first.first == &tunnel) {
@@ -1472,7 +1489,7 @@ void FrontDoor::on_tunnel_closed(net::Tunnel& tunnel) {
         }
     }
     for (auto& s : hit) {
-        s->on_tunnel_gone();
+        s->on_tunnel_gone(transport_failure);
     }
 }
 

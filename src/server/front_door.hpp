@@ -110,9 +110,15 @@ public:
     // Dispatches a tunnel's stream event to the proxy exchange waiting on it. Returns false if
     // no exchange owns the stream.
     bool on_stream_event(net::Tunnel& tunnel, proto::Event& ev);
-    // The tunnel closed: every exchange on it that has no response head yet gets a 502 page,
-    // the others are cut.
-    void on_tunnel_closed(net::Tunnel& tunnel);
+    // The tunnel closed: every exchange on it that has no response head yet gets an error page
+    // (525 when `transport_failure`: the tunnel's DTLS/TLS transport died, timed out or broke
+    // the protocol; 502 when it was closed on purpose), the others are cut.
+    void on_tunnel_closed(net::Tunnel& tunnel, bool transport_failure = false);
+
+    // Whether a tunnel's CONNECTION_CLOSE code means its transport failed (idle timeout, the
+    // socket or byte stream gone, an internal or protocol error) rather than a deliberate close
+    // (graceful, refused, credentials rejected or rotated).
+    static bool is_transport_failure(std::uint64_t wire_code);
     // Stops accepting (new connections are refused). Idle connections (no request in progress)
     // are closed at once; busy ones close after their current response.
     void stop();

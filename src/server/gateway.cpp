@@ -395,7 +395,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
                 break;
             case proto::EventType::kConnectionClosed:
                 pool.remove(&t);
-                front->on_tunnel_closed(t);
+                front->on_tunnel_closed(t, FrontDoor::is_transport_failure(ev.code));
                 metrics.set_tunnels(pool.size(net::TransportKind::kDtls),
                                     pool.size(net::TransportKind::kTls));
                 log.info("tunnel closed", {{"peer", t.peer()}, {"code", ev.code},
