@@ -27,6 +27,7 @@ struct GatewayConfig {
     std::chrono::seconds header_timeout{10};       // TLS handshake + first request head
     std::chrono::seconds keepalive_timeout{60};    // next request head on a kept-alive connection
     std::chrono::seconds upgrade_idle_timeout{600};  // idle 101 pipe
+    std::chrono::seconds stall_timeout{30};        // visitor taking no response piece
     std::size_t max_connections = 10000;           // open visitor connections
     std::size_t buffer_budget = 512u * 1024 * 1024;  // proxy I/O buffers, all exchanges
     // Receive-window growth of all tunnels together (beyond each one's initial 1 MiB).
