@@ -1125,8 +1125,11 @@ struct StallRun {
 // -> server on every stream (`download`: the responses, as in the gateway) or server -> client
 // (uploads to a local service that does not read). The senders write as much as they are allowed:
 // `stalled_bytes` per stalled stream.
+// With `read_first`, the stalled streams are first read at full speed up to that many bytes each
+// (their windows auto-tune), and only then stop.
 StallRun stall_run(Mode mode, bool download, int stalled, std::uint64_t stalled_bytes,
-                   std::uint64_t normal, ConnectionConfig ccfg, ConnectionConfig scfg) {
+                   std::uint64_t normal, ConnectionConfig ccfg, ConnectionConfig scfg,
+                   std::uint64_t read_first = 0) {
     ccfg.mode = mode;
     scfg.mode = mode;
     Pair p(ccfg, scfg);
@@ -1142,11 +1145,27 @@ StallRun stall_run(Mode mode, bool download, int stalled, std::uint64_t stalled_
     std::uint64_t got = 0;
     bool fin = false;
     bool intact = true;
+    std::map<StreamId, std::uint64_t> stalled_read;
     auto on_rx = [&](const Event& e) {
-        if (e.type != EventType::kStreamReadable || e.stream != normal_id) {
-            return;  // stalled streams are never read
+        if (e.type != EventType::kStreamReadable) {
+            return;
         }
         std::array<std::uint8_t, 16384> buf{};
+        if (e.stream != normal_id) {
+            // A stalled stream: read up to read_first, then never again.
+            std::uint64_t& done = stalled_read[e.stream];
+            while (done < read_first) {
+                auto r = rx.stream_read(e.stream, std::span(buf).first(static_cast<std::size_t>(
+                                                      std::min<std::uint64_t>(buf.size(),
+                                                                              read_first - done))));
+                ASSERT_TRUE(r.ok());
+                done += r->bytes;
+                if (r->bytes == 0 || r->fin) {
+                    break;
+                }
+            }
+            return;
+        }
         for (;;) {
             auto r = rx.stream_read(e.stream, buf);
             ASSERT_TRUE(r.ok());
@@ -1296,6 +1315,36 @@ TEST_P(StalledReaders, EachLimitOnItsOwn) {
         EXPECT_TRUE(r.intact);
         EXPECT_EQ(r.rx_cover, 0u);  // under half the window: no cover needed
     }
+}
+
+// Pins the limits on streams that read fast at first and then stop (a visitor whose kernel
+// buffers take megabytes before it stalls): their windows grew while they were read, and the
+// credit they hold then must still leave the normal stream enough. Stream windows grow out of a
+// pool of half max_connection_window, and the connection window shrinks to give the cover room.
+TEST_P(StalledReaders, FastThenStalled) {
+    const auto [mode, download] = GetParam();
+    const auto ccfg = client_config();
+    const auto scfg = server_config();
+    const StallRun base = stall_run(mode, download, 0, 0, kMiB, ccfg, scfg);
+    ASSERT_TRUE(base.done);
+    const StallRun r = stall_run(mode, download, 20, 16 * kMiB, kMiB, ccfg, scfg, 3 * kMiB);
+    EXPECT_TRUE(r.done) << "the normal stream did not finish beside 20 stalled streams";
+    EXPECT_TRUE(r.intact);
+    // The stalled streams hold the growth pool, so the normal stream keeps its initial 256 KiB
+    // window: about 128 KiB per 20 ms round trip instead of an auto-tuned window.
+    EXPECT_LE(r.took, 4 * base.took + milliseconds(300))
+        << "stalled " << std::chrono::duration_cast<milliseconds>(r.took).count()
+        << " ms, alone " << std::chrono::duration_cast<milliseconds>(base.took).count() << " ms";
+    std::printf("[ stall ] 1 MiB: %lld ms alone, %lld ms beside 20 streams stalled after 3 MiB; "
+                "receiver buffered %llu KiB\n",
+                static_cast<long long>(std::chrono::duration_cast<milliseconds>(base.took).count()),
+                static_cast<long long>(std::chrono::duration_cast<milliseconds>(r.took).count()),
+                static_cast<unsigned long long>(r.rx_buffered / kKiB));
+    const auto& rxcfg = download ? scfg : ccfg;
+    EXPECT_LE(r.rx_buffered, rxcfg.max_connection_window);
+    // The initial windows plus the growth pool.
+    EXPECT_LE(r.rx_buffered, 21 * rxcfg.initial_stream_window + rxcfg.max_connection_window / 2 +
+                                 kMiB);
 }
 
 INSTANTIATE_TEST_SUITE_P(, StalledReaders,
