@@ -2608,8 +2608,9 @@ core::Result<std::size_t> Connection::stream_write(StreamId id,
     // Within the peer's credit a stream may fill its buffer; beyond it, only while all streams
     // together hold less than ahead_cap() there.
     const std::uint64_t end = s->sbuf.end();
-    const std::uint64_t ahead_room = (s->send_max > end ? s->send_max - end : 0) +
-                                     (m.ahead_cap() > m.send_ahead ? m.ahead_cap() - m.send_ahead : 0);
+    const std::uint64_t shared_room =
+        m.ahead_cap() > m.send_ahead ? m.ahead_cap() - m.send_ahead : 0;
+    const std::uint64_t ahead_room = (s->send_max > end ? s->send_max - end : 0) + shared_room;
     const std::size_t n = static_cast<std::size_t>(
         std::min<std::uint64_t>({data.size(), stream_room, conn_room, ahead_room}));
     if (n < data.size() && !s->want_writable) {
