@@ -802,14 +802,16 @@ struct Connection::Impl {
         cover_unread();
         const std::uint64_t credited = conn_credited();
         const std::uint64_t unused = conn_recv_max > credited ? conn_recv_max - credited : 0;
-        // When the cover is at its bound (window at its initial size, cover at the maximum),
-        // unread bytes hold more than half the window, and the peer could run out of credit
-        // before `unused` halves; then top up whenever the peer's free credit is below half.
+        // When the cover is at its bound (fit_window_to_unread leaves unread bytes exactly half
+        // the window; at the initial window they may hold more), the peer runs out of credit
+        // when `unused` reaches half the window, not below it: then top up whenever the peer's
+        // free credit is below half. And never leave a peer without credit that a grant gives.
         const std::uint64_t unread = conn_recv_highest - conn_consumed;
         const std::uint64_t charged = unread - std::min(unread, unread_cover);
         const std::uint64_t peer_free = conn_recv_max - conn_recv_highest;
         if (unused * 2 < conn_window ||
-            (charged * 2 > conn_window && peer_free * 2 < conn_window && unused < conn_window)) {
+            ((charged * 2 >= conn_window || peer_free == 0) && peer_free * 2 < conn_window &&
+             unused < conn_window)) {
             CreditBudget* budget = cfg.credit_budget.get();
             if (budget != nullptr && budget->should_shrink(credit_reserved)) {
                 // Shared budget under pressure and this connection holds more than its share:
