@@ -103,6 +103,8 @@ struct Stream {
     bool blocked_pending = false;
     bool want_writable = false;
     bool in_send_queue = false;
+    std::uint64_t ahead = 0;      // written beyond send_max, counted in Impl::send_ahead
+    bool in_ahead_waiters = false;
 
     // ---- receive direction
     RecvBuffer rbuf;
@@ -298,7 +300,13 @@ struct Connection::Impl {
     std::uint64_t conn_consumed = 0;
     std::uint64_t conn_recv_max = 0;
     std::uint64_t conn_window = 0;
-    std::uint64_t credit_reserved = 0;  // growth of conn_window reserved in cfg.credit_budget
+    std::uint64_t credit_reserved = 0;  // growth of conn_window + unread_cover, in credit_budget
+    // Connection credit granted on top of conn_consumed + conn_window for unread bytes beyond
+    // half the window (cover_unread); conn_window + unread_cover <= max_connection_window.
+    std::uint64_t unread_cover = 0;
+    // Growth of all stream windows beyond initial_stream_window, at most half of
+    // max_connection_window: what streams that stop reading can hold beyond their initial windows.
+    std::uint64_t stream_growth = 0;
     bool conn_has_update = false;
     Instant conn_last_update{};
     bool max_data_pending = false;
@@ -307,6 +315,12 @@ struct Connection::Impl {
     std::uint64_t send_buffered = 0;
     // Streams refused by the connection-wide send budget; told when space frees up.
     std::deque<StreamId> budget_waiters;
+    // Bytes written beyond the peer's stream credit, all streams (Stream::ahead). Capped at half
+    // the send budget (ahead_cap()): a stream whose peer does not read cannot fill the budget
+    // with bytes it may not send, so streams with credit can always write. Streams refused by
+    // the cap wait in ahead_waiters, or for credit (MAX_STREAM_DATA).
+    std::uint64_t send_ahead = 0;
+    std::deque<StreamId> ahead_waiters;
 
     // Misc frames.
     bool ping_pending = false;
@@ -552,9 +566,11 @@ struct Connection::Impl {
     void drop_all_streams() {
         found = nullptr;
         streams.clear();
+        stream_growth = 0;
         send_queue.clear();
         ctrl_queue.clear();
         send_buffered = 0;
+        send_ahead = 0;
         conn_consumed = conn_recv_highest;
         sent.clear();
         sent_base = next_pn;
@@ -666,6 +682,8 @@ struct Connection::Impl {
         const StreamId id = s.id;
         const bool local = s.local;
         send_buffered -= s.sbuf.size();
+        send_ahead -= s.ahead;
+        stream_growth -= s.window - cfg.initial_stream_window;
         // Unread bytes no longer count against the connection window.
         const std::uint64_t unconsumed = s.recv_highest - s.rbuf.read_offset();
         if (!(s.peer_reset || s.stopped)) {
@@ -700,7 +718,14 @@ struct Connection::Impl {
             (s.recv_max - consumed) * 2 < s.window) {
             if (s.has_window_update && now_ - s.last_window_update < 2 * rtt.smoothed() &&
                 s.window < cfg.max_stream_window) {
-                s.window = std::min(s.window * 2, cfg.max_stream_window);
+                // Stream windows grow out of one pool of half the connection maximum: a reader
+                // that is fast at first and then stops keeps its grown window as credit, and
+                // enough of those must not be able to take the whole connection (§7).
+                const std::uint64_t more = std::min(s.window * 2, cfg.max_stream_window) - s.window;
+                if (stream_growth + more <= cfg.max_connection_window / 2) {
+                    stream_growth += more;
+                    s.window += more;
+                }
             }
             s.has_window_update = true;
             s.last_window_update = now_;
@@ -711,20 +736,95 @@ struct Connection::Impl {
         update_conn_window();
     }
 
+    // Unread bytes may hold at most half of the connection window (docs/protocol.md §7): for
+    // what is buffered beyond that the limit is raised (the cover), so streams whose readers
+    // stall cannot take the credit that streams being read need. The cover keeps window + cover
+    // within max_connection_window and is reserved in the shared budget like window growth; it
+    // moves in steps of a quarter of the initial stream window so that a busy connection does
+    // not touch the budget on every frame. A refused reservation keeps the cover as it is.
+    void cover_unread() {
+        const std::uint64_t unread = conn_recv_highest - conn_consumed;
+        const std::uint64_t held = conn_window / 2;
+        const std::uint64_t room =
+            cfg.max_connection_window > conn_window ? cfg.max_connection_window - conn_window : 0;
+        const std::uint64_t step = std::max<std::uint64_t>(cfg.initial_stream_window / 4, 1);
+        const std::uint64_t want = std::min(unread > held ? unread - held : 0, room);
+        std::uint64_t target = unread_cover;
+        if (want > unread_cover || unread_cover > room) {
+            target = std::min(want + step, room);
+        } else if (want == 0) {
+            target = 0;  // unread bytes fit in half the window again
+        } else if (unread_cover > want + 2 * step) {
+            target = want + step;
+        }
+        CreditBudget* budget = cfg.credit_budget.get();
+        if (target > unread_cover) {
+            if (budget != nullptr && !budget->try_grow(credit_reserved, target - unread_cover)) {
+                return;
+            }
+            if (budget != nullptr) {
+                credit_reserved += target - unread_cover;
+            }
+        } else if (target < unread_cover && budget != nullptr) {
+            budget->release(unread_cover - target);
+            credit_reserved -= unread_cover - target;
+        }
+        unread_cover = target;
+    }
+
+    // Consumed bytes plus the cover: the base the connection limit is computed from.
+    std::uint64_t conn_credited() const { return conn_consumed + unread_cover; }
+
+    // Shrinks the connection window when unread bytes are so many that the cover could not keep
+    // them within half of it (window + cover <= max_connection_window): from
+    // unread - cover <= window / 2 follows window <= 2 * (max - unread). A smaller window gives the
+    // cover room; what the peer was already granted stays granted.
+    void fit_window_to_unread() {
+        const std::uint64_t unread = conn_recv_highest - conn_consumed;
+        const std::uint64_t max = cfg.max_connection_window;
+        if (unread * 2 <= conn_window || unread + conn_window / 2 <= max) {
+            return;
+        }
+        const std::uint64_t w = std::max(cfg.initial_connection_window,
+                                         unread < max ? 2 * (max - unread) : 0);
+        if (w >= conn_window) {
+            return;
+        }
+        if (CreditBudget* budget = cfg.credit_budget.get()) {
+            budget->release(conn_window - w);
+            credit_reserved -= conn_window - w;
+        }
+        conn_window = w;
+    }
+
     void update_conn_window() {
-        if ((conn_recv_max - conn_consumed) * 2 < conn_window) {
+        fit_window_to_unread();
+        cover_unread();
+        const std::uint64_t credited = conn_credited();
+        const std::uint64_t unused = conn_recv_max > credited ? conn_recv_max - credited : 0;
+        // When the cover is at its bound (fit_window_to_unread leaves unread bytes exactly half
+        // the window; at the initial window they may hold more), the peer runs out of credit
+        // when `unused` reaches half the window, not below it: then top up whenever the peer's
+        // free credit is below half. And never leave a peer without credit that a grant gives.
+        const std::uint64_t unread = conn_recv_highest - conn_consumed;
+        const std::uint64_t charged = unread - std::min(unread, unread_cover);
+        const std::uint64_t peer_free = conn_recv_max - conn_recv_highest;
+        if (unused * 2 < conn_window ||
+            ((charged * 2 >= conn_window || peer_free == 0) && peer_free * 2 < conn_window &&
+             unused < conn_window)) {
             CreditBudget* budget = cfg.credit_budget.get();
             if (budget != nullptr && budget->should_shrink(credit_reserved)) {
                 // Shared budget under pressure and this connection holds more than its share:
-                // give half of its grown window back. Halving once per update keeps the new
-                // limit above the one already granted.
+                // give half of its grown window back.
                 const std::uint64_t w =
                     std::max(conn_window / 2, cfg.initial_connection_window);
                 budget->release(conn_window - w);
                 credit_reserved -= conn_window - w;
                 conn_window = w;
             } else if (conn_has_update && now_ - conn_last_update < 2 * rtt.smoothed() &&
-                       conn_window < cfg.max_connection_window) {
+                       conn_window < cfg.max_connection_window && unread * 2 <= conn_window) {
+                // Auto-tuning; not while unread bytes hold half the window (readers stalled,
+                // not a window too small for the path).
                 const std::uint64_t w = std::min(conn_window * 2, cfg.max_connection_window);
                 if (budget == nullptr || budget->try_grow(credit_reserved, w - conn_window)) {
                     if (budget != nullptr) {
@@ -733,9 +833,12 @@ struct Connection::Impl {
                     conn_window = w;
                 }
             }
+            if (conn_window + unread_cover > cfg.max_connection_window) {
+                cover_unread();  // the window grew into the cover's room
+            }
             conn_has_update = true;
             conn_last_update = now_;
-            conn_recv_max = std::max(conn_recv_max, conn_consumed + conn_window);
+            conn_recv_max = std::max(conn_recv_max, conn_credited() + conn_window);
             max_data_pending = true;
         }
     }
@@ -836,6 +939,9 @@ struct Connection::Impl {
         }
         stats.stream_bytes_received += s->rbuf.write(f.offset, f.data);
         note_buffered();
+        if (delta > 0 && (conn_recv_highest - conn_consumed) * 2 > conn_window) {
+            update_conn_window();  // unread bytes beyond half the window: cover them
+        }
         const bool had_meta = s->meta_parsed;
         try_parse_meta(*s);
         if (closing_or_worse()) {
@@ -934,6 +1040,15 @@ struct Connection::Impl {
         }
         if (f.maximum > s->send_max) {
             s->send_max = f.maximum;
+            recount_ahead(*s);
+            if (s->want_writable) {
+                // Refused for want of credit (the cap on bytes beyond credit): now it has some.
+                s->want_writable = false;
+                Event e;
+                e.type = EventType::kStreamWritable;
+                e.stream = s->id;
+                push_event(std::move(e));
+            }
             enqueue_send(*s);
         }
     }
@@ -981,6 +1096,7 @@ struct Connection::Impl {
         peer_max_streams = std::max(peer_max_streams, peer_params.initial_max_streams);
         for (auto& [id, s] : streams) {
             s.send_max = std::max(s.send_max, peer_params.initial_max_stream_data);
+            recount_ahead(s);
             enqueue_send(s);
         }
     }
@@ -1291,14 +1407,38 @@ struct Connection::Impl {
         maybe_free(s);
     }
 
+    std::uint64_t ahead_cap() const { return cfg.connection_send_buffer / 2; }
+
+    // Stream::ahead and send_ahead after s.sbuf.end(), s.send_max or s.reset changed.
+    void recount_ahead(Stream& s) {
+        const std::uint64_t a =
+            !s.reset && s.sbuf.end() > s.send_max ? s.sbuf.end() - s.send_max : 0;
+        const bool less = a < s.ahead;
+        send_ahead = send_ahead - s.ahead + a;
+        s.ahead = a;
+        // Wake the waiters once a quarter of the cap is free again.
+        if (less && !ahead_waiters.empty() && send_ahead * 4 <= ahead_cap() * 3) {
+            for (const StreamId id : ahead_waiters) {
+                if (Stream* w = find(id)) {
+                    w->in_ahead_waiters = false;
+                }
+            }
+            wake_writers(ahead_waiters);
+        }
+    }
+
     void notify_budget_waiters() {
         // Wake waiters once a quarter of the budget is free again (hysteresis, not per byte).
         if (budget_waiters.empty() || send_buffered * 4 > cfg.connection_send_buffer * 3) {
             return;
         }
-        while (!budget_waiters.empty()) {
-            const StreamId id = budget_waiters.front();
-            budget_waiters.pop_front();
+        wake_writers(budget_waiters);
+    }
+
+    void wake_writers(std::deque<StreamId>& waiters) {
+        while (!waiters.empty()) {
+            const StreamId id = waiters.front();
+            waiters.pop_front();
             Stream* w = find(id);
             if (w && w->want_writable) {
                 w->want_writable = false;
@@ -2275,6 +2415,7 @@ struct Connection::Impl {
         s.reset_pending = true;
         send_buffered -= s.sbuf.size();
         s.sbuf.discard(s.send_next);
+        recount_ahead(s);
         notify_budget_waiters();
         s.lost.clear();
         s.acked.clear();
@@ -2417,6 +2558,7 @@ core::Result<StreamId> Connection::open_stream(const StreamMeta& meta) {
     s.meta_written = true;
     s.sbuf.append(enc);
     m.send_buffered += enc.size();
+    m.recount_ahead(s);
     m.note_buffered();
     m.enqueue_send(s);
     return id;
@@ -2440,6 +2582,7 @@ core::Status Connection::send_meta(StreamId id, const StreamMeta& meta) {
     s->meta_written = true;
     s->sbuf.append(enc);
     impl_->send_buffered += enc.size();
+    impl_->recount_ahead(*s);
     impl_->note_buffered();
     impl_->enqueue_send(*s);
     return {};
@@ -2464,12 +2607,23 @@ core::Result<std::size_t> Connection::stream_write(StreamId id,
     const std::uint64_t conn_room = m.cfg.connection_send_buffer > m.send_buffered
                                         ? m.cfg.connection_send_buffer - m.send_buffered
                                         : 0;
-    const std::size_t n =
-        static_cast<std::size_t>(std::min<std::uint64_t>({data.size(), stream_room, conn_room}));
-    if (n < data.size() && conn_room <= stream_room && !s->want_writable) {
-        // The connection-wide budget is the binding limit: this stream may have nothing in
-        // flight whose acknowledgement would wake it, so queue it for the budget.
-        m.budget_waiters.push_back(id);
+    // Within the peer's credit a stream may fill its buffer; beyond it, only while all streams
+    // together hold less than ahead_cap() there.
+    const std::uint64_t end = s->sbuf.end();
+    const std::uint64_t shared_room =
+        m.ahead_cap() > m.send_ahead ? m.ahead_cap() - m.send_ahead : 0;
+    const std::uint64_t ahead_room = (s->send_max > end ? s->send_max - end : 0) + shared_room;
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<std::uint64_t>({data.size(), stream_room, conn_room, ahead_room}));
+    if (n < data.size() && !s->want_writable) {
+        // This stream may have nothing in flight whose acknowledgement would wake it, so queue it
+        // for the connection-wide limit that binds (credit arriving wakes it too).
+        if (conn_room <= stream_room && conn_room <= ahead_room) {
+            m.budget_waiters.push_back(id);
+        } else if (ahead_room < stream_room && !s->in_ahead_waiters) {
+            s->in_ahead_waiters = true;  // once: credit may wake it before the cap frees up
+            m.ahead_waiters.push_back(id);
+        }
     }
     if (n == 0 && !data.empty()) {
         s->want_writable = true;
@@ -2477,6 +2631,7 @@ core::Result<std::size_t> Connection::stream_write(StreamId id,
     }
     s->sbuf.append(data.first(n));
     m.send_buffered += n;
+    m.recount_ahead(*s);
     m.note_buffered();
     if (n < data.size()) {
         s->want_writable = true;
@@ -2578,6 +2733,8 @@ const ConnectionStats& Connection::stats() const {
     m.stats.path_mtu = m.mtu;
     m.stats.connection_window = m.conn_window;
     m.stats.credit_reserved = m.credit_reserved;
+    m.stats.unread_cover = m.unread_cover;
+    m.stats.send_ahead = m.send_ahead;
     return m.stats;
 }
 

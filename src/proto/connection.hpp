@@ -149,7 +149,9 @@ struct ConnectionStats {
     std::uint64_t bytes_in_flight = 0;
     std::size_t path_mtu = 0;
     std::uint64_t connection_window = 0;  // receive window we grant at most (auto-tuned)
-    std::uint64_t credit_reserved = 0;    // part of it reserved in the shared CreditBudget
+    std::uint64_t credit_reserved = 0;    // window growth + unread cover in the CreditBudget
+    std::uint64_t unread_cover = 0;       // credit granted for unread bytes beyond half the window
+    std::uint64_t send_ahead = 0;         // bytes written beyond the peer's stream credit
 };
 
 class Connection {

@@ -364,12 +364,16 @@ private:
             close_deadline_ = kNever;
             abort_connection();
         }
+        if (now >= stall_deadline_) {
+            stall_deadline_ = kNever;
+            on_stalled_reader();
+        }
         if (now >= open_retry_) {
             open_retry_ = kNever;
             open_exchange();
         }
         arm(std::min({io_ops_ > 0 ? io_deadline_ : kNever, head_deadline_, pipe_deadline_,
-                      close_deadline_, open_retry_}));
+                      close_deadline_, open_retry_, stall_deadline_}));
     }
 
     // ------------------------------------------------------------------ request
@@ -894,12 +898,14 @@ private:
         writing_ = true;
         if (d) {
             set_io_deadline(d->opts.idle_timeout);
+            stall_begin(*d);
         }
         io_begin();
         http::async_write(stream_, *sr_,
                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
                               self->io_end();
                               self->writing_ = false;
+                              self->stall_deadline_ = kNever;
                               if (ec == http::error::need_buffer) {
                                   ec = {};
                               }
@@ -995,11 +1001,15 @@ private:
         bytes_out_ += n;
         writing_ = true;
         pipe_touch();
+        if (auto d = door_.lock()) {
+            stall_begin(*d);
+        }
         io_begin();
         asio::async_write(stream_, asio::buffer(down(), n),
                           [self = shared_from_this()](beast::error_code ec, std::size_t) {
                               self->io_end();
                               self->writing_ = false;
+                              self->stall_deadline_ = kNever;
                               if (ec) {
                                   self->abort_exchange();
                                   return;
@@ -1043,6 +1053,36 @@ private:
         // Progress only moves the deadline; the timer re-checks it when it fires.
         pipe_deadline_ = Clock::now() + d->opts.upgrade_idle_timeout;
         arm(pipe_deadline_);
+    }
+
+    // A piece of the response (<= kChunk) goes to the visitor: it must be taken within the stall
+    // timeout. Until then the rest of the response waits unread in the tunnel connection, where
+    // the core keeps it from blocking other streams (docs/protocol.md §7), but it still holds
+    // memory and a share of the connection's credit; so a visitor that stops reading loses the
+    // exchange long before the idle timeout.
+    void stall_begin(const FrontDoor::Impl& d) {
+        stall_deadline_ = Clock::now() + d.opts.stall_timeout;
+        arm(stall_deadline_);
+    }
+
+    // The visitor took no piece of the response within the stall timeout: reset the stream (its
+    // buffered data and credit are released at once) and drop the connection with a TCP reset, so
+    // neither the bytes queued in our socket nor the visitor's next request hold anything.
+    void on_stalled_reader() {
+        if (!writing_) {
+            return;
+        }
+        if (auto d = door_.lock()) {
+            d->opts.access_log.warn("stalled reader",
+                                    {{"request_id", rid_},
+                                     {"host", host_},
+                                     {"remote_addr", remote_ip_},
+                                     {"bytes_out", bytes_out_},
+                                     {"stall_timeout_s", d->opts.stall_timeout.count()}});
+        }
+        beast::error_code ignore;
+        sock().set_option(asio::socket_base::linger(true, 0), ignore);
+        abort_exchange();
     }
 
     void on_head_timeout() {
@@ -1203,6 +1243,7 @@ private:
     Clock::time_point head_deadline_ = kNever;   // response head (proxy timeout)
     Clock::time_point pipe_deadline_ = kNever;   // upgraded pipe idle
     Clock::time_point close_deadline_ = kNever;  // grace of a closing pipe or a lingering close
+    Clock::time_point stall_deadline_ = kNever;  // the response piece being written (stall)
     Clock::time_point open_retry_ = kNever;      // next try to open the stream (buffer full)
     Clock::time_point open_give_up_ = kNever;
     std::optional<proto::StreamMeta> open_meta_;  // the request head until its stream is open

@@ -18,7 +18,9 @@
 //
 // Every wait has a deadline: TLS handshake and first request head (`header_timeout`, slowloris),
 // the next request head on a kept-alive connection (`keepalive_timeout`), the response head
-// (`proxy_timeout`), idle body transfer (`idle_timeout`). An upgrade request (Upgrade +
+// (`proxy_timeout`), idle body transfer (`idle_timeout`), a visitor taking one piece of the
+// response (`stall_timeout`: a stalled reader's stream is reset so that its unread data does not
+// sit in the tunnel). An upgrade request (Upgrade +
 // Connection: upgrade) opens a kUpgrade stream; a 101 answer turns the connection into a raw
 // byte pipe in both directions with only `upgrade_idle_timeout`; any other answer is an ordinary
 // response. Pipelined requests are answered in order, one after another.
@@ -74,6 +76,10 @@ struct FrontDoorOptions {
     std::chrono::seconds keepalive_timeout{60};  // wait for the next request head
     std::chrono::seconds idle_timeout{120};     // no byte moved in either direction (bodies)
     std::chrono::seconds upgrade_idle_timeout{600};  // no byte moved on a 101 pipe
+    // A write of one response piece (<= 64 KiB, body or 101 pipe) to the visitor not done within
+    // this: a stalled reader. Its stream is reset (its unread tunnel data and credit freed) and
+    // the connection closed with a TCP reset.
+    std::chrono::seconds stall_timeout{30};
     std::size_t max_header_bytes = 32 * 1024;
     std::size_t max_control_body = 64 * 1024;
     std::size_t max_connections = 10000;

@@ -208,6 +208,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         fo.header_timeout = cfg.header_timeout;
         fo.keepalive_timeout = cfg.keepalive_timeout;
         fo.upgrade_idle_timeout = cfg.upgrade_idle_timeout;
+        fo.stall_timeout = cfg.stall_timeout;
         fo.max_connections = cfg.max_connections;
         fo.max_connections_per_source = cfg.max_connections_per_source;
         fo.max_http_connections = cfg.max_http_connections;

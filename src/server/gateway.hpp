@@ -30,6 +30,7 @@ struct GatewayConfig {
     std::chrono::seconds header_timeout{10};       // TLS handshake + first request head
     std::chrono::seconds keepalive_timeout{60};    // next request head on a kept-alive connection
     std::chrono::seconds upgrade_idle_timeout{600};  // idle 101 pipe
+    std::chrono::seconds stall_timeout{30};        // visitor taking no response piece
     std::size_t max_connections = 10000;           // open visitor connections
     std::size_t max_connections_per_source = 256;  // per IPv4 address / IPv6 /64; 0 = no cap
     std::size_t max_http_connections = 1024;       // open plain-HTTP (:80) connections

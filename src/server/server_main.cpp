@@ -56,6 +56,11 @@ core::ConfigSchema schema() {
            .type = OptionType::kInt, .default_value = "600",
            .help = "seconds without traffic after which an upgraded (WebSocket) pipe is closed",
            .min = 1, .max = 86400});
+    s.add({.env = "HOP_SERVER_STALL_TIMEOUT_SECONDS", .flag = "--stall-timeout",
+           .type = OptionType::kInt, .default_value = "30",
+           .help = "seconds a visitor may take to accept one 64 KiB piece of a response before "
+                   "the exchange is reset and the connection closed (stalled reader)",
+           .min = 1, .max = 3600});
     s.add({.env = "HOP_SERVER_MAX_CONNECTIONS", .flag = "--max-connections",
            .type = OptionType::kInt, .default_value = "10000",
            .help = "open visitor connections; more are closed at accept", .min = 1,
@@ -355,6 +360,7 @@ int server_main(int argc, const char* const* argv) {
     g.keepalive_timeout =
         std::chrono::seconds(cfg.get_int("HOP_SERVER_KEEPALIVE_TIMEOUT_SECONDS"));
     g.upgrade_idle_timeout = std::chrono::seconds(cfg.get_int("HOP_SERVER_UPGRADE_IDLE_SECONDS"));
+    g.stall_timeout = std::chrono::seconds(cfg.get_int("HOP_SERVER_STALL_TIMEOUT_SECONDS"));
     g.max_connections = static_cast<std::size_t>(cfg.get_int("HOP_SERVER_MAX_CONNECTIONS"));
     g.max_connections_per_source =
         static_cast<std::size_t>(cfg.get_int("HOP_SERVER_MAX_CONNECTIONS_PER_SOURCE"));
