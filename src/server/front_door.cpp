@@ -22,6 +22,7 @@
 
 #include "core/buffer_budget.hpp"
 #include "http/forwarding.hpp"
+#include "net/tls_socket.hpp"
 #include "server/metrics.hpp"
 #include "server/request_head.hpp"
 #include "server/tunnel_pool.hpp"
@@ -56,7 +57,8 @@ std::string new_request_id() {
 namespace {
 
 constexpr std::size_t kChunk = 64 * 1024;
-constexpr std::size_t kKeepTlsBuffers = 1024;
+// Read buffer an idle connection may keep (a request head fits; Beast reads 512 bytes at first).
+constexpr std::size_t kIdleReadBuffer = 4 * 1024;
 constexpr std::chrono::milliseconds kOpenRetry{5};
 using Clock = std::chrono::steady_clock;
 constexpr Clock::time_point kNever = Clock::time_point::max();
@@ -150,13 +152,8 @@ public:
     Session(tcp::socket sock, asio::ssl::context& ctx, std::shared_ptr<FrontDoor::Impl> door)
         : remote_ip_(remote_ip_of(sock)), stream_(std::move(sock), ctx), door_(door),
           timer_(door->io) {
-        // Asio sets SSL_MODE_RELEASE_BUFFERS, so OpenSSL mallocs and frees its 16 KiB record
-        // buffer around every read and write (two to four times per request). The first
-        // kKeepTlsBuffers connections keep their buffers (at most ~33 KiB each, so ~33 MiB);
-        // beyond that, an idle connection still costs no record buffers.
-        if (door->live < kKeepTlsBuffers) {
-            SSL_clear_mode(stream_.native_handle(), SSL_MODE_RELEASE_BUFFERS);
-        }
+        // TLS record buffers: none while the handshake runs, kept while requests run, released
+        // when the connection goes idle between requests (release_idle_memory).
         ++door->live;
         door->sessions.insert(this);
         door->update_gauges();
@@ -331,6 +328,7 @@ private:
         if (request_count_ > 0) {
             // Keep-alive: the next head (all of it) must come within the keep-alive timeout.
             set_io_deadline(d->opts.keepalive_timeout);
+            release_idle_memory();
         }
         io_begin();
         http::async_read_header(stream_, buf_, *parser_,
@@ -338,6 +336,18 @@ private:
                                     self->io_end();
                                     self->on_header(ec);
                                 });
+    }
+
+    // Between requests a kept-alive connection holds only what waiting needs (docs/ARCHITECTURE.md
+    // §4): OpenSSL's record buffers go back (unless they hold bytes of a pipelined request), a
+    // read buffer that a request body grew to kChunk shrinks to its unread bytes, and the last
+    // request's path (logged already) is dropped.
+    void release_idle_memory() {
+        stream_.release_buffers();
+        if (buf_.capacity() > kIdleReadBuffer) {
+            buf_.shrink_to_fit();
+        }
+        std::string().swap(path_);
     }
 
     void begin_request() {
@@ -1026,7 +1036,7 @@ private:
     }
 
     std::string remote_ip_;
-    beast::ssl_stream<tcp::socket> stream_;
+    net::TlsSocket stream_;  // TLS on the visitor's socket (no per-connection BIO buffers)
     std::weak_ptr<FrontDoor::Impl> door_;
     // Deadlines (see arm()). kNever = not set.
     asio::steady_timer timer_;
