@@ -31,6 +31,8 @@ struct GatewayConfig {
     std::size_t buffer_budget = 512u * 1024 * 1024;  // proxy I/O buffers, all exchanges
     // Receive-window growth of all tunnels together (beyond each one's initial 1 MiB).
     std::size_t tunnel_window_budget = 256u * 1024 * 1024;
+    // Free heap memory goes back to the OS at most this often (MemoryTrimmer); 0 = never.
+    std::chrono::seconds memory_trim_interval{5};
     std::string admin_key;
     std::string admin_allow_cidrs;
     std::string db_dsn;  // empty: SQLite file hopgate.db in the working directory
