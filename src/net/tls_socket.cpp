@@ -77,7 +77,11 @@ const BIO_METHOD* socket_method() {
 }  // namespace
 
 TlsSocket::TlsSocket(tcp::socket sock, SSL_CTX* ctx) : sock_(std::move(sock)) {
-    sock_.non_blocking(true);
+    boost::system::error_code ec;
+    sock_.non_blocking(true, ec);
+    if (ec) {
+        sock_.close(ec);  // never let OpenSSL block the thread: every operation fails instead
+    }
     const BIO_METHOD* method = socket_method();
     ssl_ = method ? SSL_new(ctx) : nullptr;
     if (!ssl_) {

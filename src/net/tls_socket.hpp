@@ -44,8 +44,9 @@ public:
     using next_layer_type = tcp::socket;
     using lowest_layer_type = tcp::socket;
 
-    // Takes the connected socket (made non-blocking) and a new SSL from `ctx`. Throws
-    // std::bad_alloc-like boost::system::system_error if OpenSSL cannot allocate.
+    // Takes the connected socket (made non-blocking; if that fails it is closed and every
+    // operation fails) and a new SSL from `ctx`. Throws boost::system::system_error
+    // (no_memory) if OpenSSL cannot allocate, as asio::ssl::stream does.
     TlsSocket(tcp::socket sock, SSL_CTX* ctx);
     TlsSocket(tcp::socket sock, boost::asio::ssl::context& ctx)
         : TlsSocket(std::move(sock), ctx.native_handle()) {}
