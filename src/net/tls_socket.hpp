@@ -65,16 +65,20 @@ public:
     // before it waits) until a read returns data. Returns true if they were freed now.
     bool release_buffers();
 
-    // Handler: void(boost::system::error_code).
+    // Handler: void(boost::system::error_code). A server waits until the socket is readable
+    // before OpenSSL starts: the handshake state (a ~22 KiB message buffer and a write-buffering
+    // BIO) then exists only once a ClientHello is coming, not for a connection that sends nothing.
     template <class Token>
     auto async_handshake(boost::asio::ssl::stream_base::handshake_type type, Token&& token) {
+        IoOp<true> op(this, Kind::kHandshake, nullptr, 0);
         if (type == boost::asio::ssl::stream_base::client) {
             SSL_set_connect_state(ssl_);
         } else {
             SSL_set_accept_state(ssl_);
+            op.await_readable = true;
         }
         return boost::asio::async_compose<Token, void(boost::system::error_code)>(
-            IoOp<true>{this, Kind::kHandshake, nullptr, 0}, token, sock_);
+            std::move(op), token, sock_);
     }
 
     // Handler: void(boost::system::error_code, std::size_t). Reads into the first non-empty
@@ -143,6 +147,7 @@ private:
         std::size_t size;
         bool waited = false;  // a socket wait happened: completing now is not inline
         bool posted = false;  // the result is in `result`, delivered through a post
+        bool await_readable = false;  // wait for the socket to be readable before the first step
         Step result{};
         std::unique_ptr<unsigned char[]> copy;  // the coalesced pieces of a write (data)
 
@@ -153,6 +158,12 @@ private:
             }
             if (ec) {
                 return finish(self, Step{true, ec, 0});  // wait aborted: socket closed
+            }
+            if (await_readable) {
+                await_readable = false;
+                waited = true;
+                s->sock_.async_wait(tcp::socket::wait_read, std::move(self));
+                return;
             }
             Step st = (kind != Kind::kHandshake && size == 0) ? Step{}
                                                                 : s->step(kind, data, size);

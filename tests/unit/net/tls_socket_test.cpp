@@ -213,6 +213,33 @@ TEST(TlsSocket, SmallBuffersCoalesced) {
     }
 }
 
+// Pins: a server handshake on a connection that sends nothing holds no handshake state (OpenSSL
+// starts once the socket is readable: ~30 KiB otherwise); the peer's close then fails it.
+TEST(TlsSocket, SilentPeerHoldsNoHandshakeState) {
+    const bool measure = heap_stats_work();
+    asio::io_context io;
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::socket c(io);
+    c.connect(acc.local_endpoint());
+    TlsSocket server(acc.accept(), server_ctx()->native());
+    std::optional<boost::system::error_code> got;
+    const std::size_t before = heap_in_use();
+    server.async_handshake(asio::ssl::stream_base::server, [&](auto ec) { got = ec; });
+    io.poll();
+    const std::size_t waiting = heap_in_use();
+    EXPECT_FALSE(got.has_value());
+    if (measure) {
+        EXPECT_LT(waiting, before + 8 * 1024) << "heap " << before << " -> " << waiting;
+    }
+    c.close();
+    for (int i = 0; i < 1000 && !got; ++i) {
+        io.restart();
+        io.run_one_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, asio::ssl::error::stream_truncated) << got->message();
+}
+
 // Pins: after release_buffers() a connection waiting for its next request holds no record
 // buffers (~34 KiB less heap than while busy), and the next request still arrives intact.
 TEST(TlsSocket, IdleConnectionHoldsNoRecordBuffers) {
