@@ -5,7 +5,7 @@ client on loopback with a small local HTTP service, one tunnel transport.
   1. idle visitors: N TLS connections, each with one completed proxied request (a GET of 5 bytes,
      then a second set with a 256 KiB POST), kept open and idle. Prints the server's RSS growth
      per connection, (RSS_after - RSS_before) / N, and the RSS once they closed. Then the same
-     for N handshakes that stop after their ClientHello.
+     for N TCP connections that send nothing and N handshakes that stop after their ClientHello.
   2. flood: F connections held open at once (mostly TLS with one request; some only TCP, some
      stuck after their ClientHello), then all closed. Prints the RSS before, at the peak and
      a few seconds after they closed (ratio to the pre-flood value).
@@ -272,16 +272,18 @@ async def main():
         rows.append(("  ... those connections closed", fmt_kib(closed),
                      f"{args.settle:.0f} s after closing"))
 
-    # Handshakes that stop after the ClientHello (cut by the header timeout, 10 s by default).
-    before, _ = settle_rss(pid, 1)
-    stalled, errors = await gather_bounded([stall_handshake] * args.conns, 256)
-    after, _ = settle_rss(pid, 1)
-    rows.append(("handshake stalled after its ClientHello",
-                 f"{(after - before) / max(1, len(stalled)):.1f} KiB / connection",
-                 f"{len(stalled)} conns ({errors} failed), RSS {fmt_kib(before)} -> "
-                 f"{fmt_kib(after)}"))
-    await close_all(stalled)
-    settle_rss(pid, args.settle)
+    # Connections that send nothing, and handshakes that stop after the ClientHello (both cut by
+    # the header timeout, 10 s by default).
+    for label, factory in (("TCP connection that sends nothing", stall_tcp),
+                           ("handshake stalled after its ClientHello", stall_handshake)):
+        before, _ = settle_rss(pid, 1)
+        stalled, errors = await gather_bounded([factory] * args.conns, 256)
+        after, _ = settle_rss(pid, 1)
+        rows.append((label, f"{(after - before) / max(1, len(stalled)):.1f} KiB / connection",
+                     f"{len(stalled)} conns ({errors} failed), RSS {fmt_kib(before)} -> "
+                     f"{fmt_kib(after)}"))
+        await close_all(stalled)
+        settle_rss(pid, args.settle)
 
     # Flood: held at once, then closed.
     pre = rss_kib(pid)
