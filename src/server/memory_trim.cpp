@@ -2,8 +2,12 @@
 
 #include <malloc.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
+#include <cstdio>
 
 namespace hopgate::server {
 
@@ -11,10 +15,26 @@ namespace asio = boost::asio;
 
 namespace {
 
-// Bytes free inside malloc's arenas (free chunks and fast bins).
-std::size_t free_heap_bytes() {
+// Resident bytes of the process (/proc/self/statm), 0 if unreadable.
+std::size_t resident_bytes() {
+    std::FILE* f = std::fopen("/proc/self/statm", "r");
+    if (!f) {
+        return 0;
+    }
+    unsigned long size = 0;
+    unsigned long resident = 0;
+    const int n = std::fscanf(f, "%lu %lu", &size, &resident);
+    std::fclose(f);
+    return n == 2 ? resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)) : 0;
+}
+
+// Resident memory that malloc does not account as in use: freed memory still in RAM, plus the
+// non-heap part (code, stacks), which is about constant.
+std::size_t resident_slack() {
     const struct mallinfo2 mi = ::mallinfo2();
-    return mi.fordblks + mi.fsmblks;
+    const std::size_t in_use = mi.uordblks + mi.hblkhd;  // heap chunks + mmapped chunks
+    const std::size_t rss = resident_bytes();
+    return rss > in_use ? rss - in_use : 0;
 }
 
 }  // namespace
@@ -24,8 +44,8 @@ struct MemoryTrimmer::Impl : std::enable_shared_from_this<MemoryTrimmer::Impl> {
     std::chrono::seconds interval;
     std::size_t threshold;
     core::Logger log;
-    // The least free bytes seen since the last trim: free memory that grew above it by the
-    // threshold was released since (reused memory lowers it again).
+    // The least resident slack seen since the last trim: slack that grew above it by the
+    // threshold is freed memory still resident (memory reused and freed again counts too).
     std::size_t low = 0;
     std::uint64_t count = 0;
     bool running = false;
@@ -46,20 +66,19 @@ struct MemoryTrimmer::Impl : std::enable_shared_from_this<MemoryTrimmer::Impl> {
     }
 
     void tick() {
-        const std::size_t free_now = free_heap_bytes();
-        if (free_now < low) {
-            low = free_now;
+        const std::size_t slack = resident_slack();
+        if (slack < low) {
+            low = slack;
         }
-        if (free_now < low + threshold) {
+        if (slack < low + threshold) {
             return;
         }
         const auto t0 = std::chrono::steady_clock::now();
         ::malloc_trim(0);
         ++count;
-        // The trimmed pages stay free chunks in the arenas (only their memory went back).
-        low = free_heap_bytes();
+        low = resident_slack();
         log.debug("heap trimmed",
-                  {{"free_heap_bytes", static_cast<std::int64_t>(free_now)},
+                  {{"released_bytes", static_cast<std::int64_t>(slack - std::min(slack, low))},
                    {"took_ms", std::chrono::duration<double, std::milli>(
                                    std::chrono::steady_clock::now() - t0)
                                    .count()}});
@@ -77,7 +96,7 @@ void MemoryTrimmer::start() {
         return;
     }
     impl_->running = true;
-    impl_->low = free_heap_bytes();
+    impl_->low = resident_slack();
     impl_->arm();
 }
 

@@ -1,5 +1,6 @@
-// MemoryTrimmer: trims only after malloc's free bytes grew by the threshold, and returns the
-// freed pages (RSS falls); interval 0 never trims.
+// MemoryTrimmer: trims only after freed memory still resident grew by the threshold (also when
+// malloc's free byte count did not change: memory reused and freed again), and returns the freed
+// pages (RSS falls); interval 0 never trims.
 #include "server/memory_trim.hpp"
 
 #include <gtest/gtest.h>
@@ -91,6 +92,22 @@ TEST(MemoryTrimmer, TrimsWhenFreedMemoryGrew) {
         EXPECT_LE(after + 12 * 1024, before) << "RSS " << before << " -> " << after << " KiB";
         run_for(io, 1500ms);
         EXPECT_EQ(t.trims(), 1u) << "the same free memory is not trimmed twice";
+
+        // The holes are used again and freed again between two checks (malloc's free bytes end
+        // where they were): their pages are resident again and must go back again.
+        std::vector<void*> again;
+        for (std::size_t i = 0; i < h.kept.size(); ++i) {
+            void* p = std::malloc(16 * 1024);
+            std::memset(p, 2, 16 * 1024);
+            again.push_back(p);
+        }
+        for (void* p : again) {
+            std::free(p);
+        }
+        const std::size_t touched = rss_kib();
+        run_for(io, 1500ms);
+        EXPECT_EQ(t.trims(), 2u);
+        EXPECT_LE(rss_kib() + 12 * 1024, touched) << "RSS " << touched << " -> " << rss_kib();
     }
     t.stop();
 }
