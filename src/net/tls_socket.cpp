@@ -56,8 +56,7 @@ int bio_create(BIO* b) {
 
 const BIO_METHOD* socket_method() {
     static BIO_METHOD* m = [] {
-        BIO_METHOD* bm = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                                      "hopgate socket");
+        BIO_METHOD* bm = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "hopgate socket");
         if (bm) {
             BIO_meth_set_write(bm, bio_write);
             BIO_meth_set_read(bm, bio_read);
@@ -120,9 +119,15 @@ TlsSocket::Step TlsSocket::step(Kind kind, void* data, std::size_t size) {
     int r = 0;
     std::size_t n = 0;
     switch (kind) {
-        case Kind::kHandshake: r = SSL_do_handshake(ssl_); break;
-        case Kind::kRead: r = SSL_read_ex(ssl_, data, size, &n); break;
-        case Kind::kWrite: r = SSL_write_ex(ssl_, data, size, &n); break;
+        case Kind::kHandshake:
+            r = SSL_do_handshake(ssl_);
+            break;
+        case Kind::kRead:
+            r = SSL_read_ex(ssl_, data, size, &n);
+            break;
+        case Kind::kWrite:
+            r = SSL_write_ex(ssl_, data, size, &n);
+            break;
     }
     const int sys_errno = errno;
     if (r == 1) {
@@ -137,14 +142,17 @@ TlsSocket::Step TlsSocket::step(Kind kind, void* data, std::size_t size) {
         return Step{true, {}, n};
     }
     switch (SSL_get_error(ssl_, r)) {
-        case SSL_ERROR_WANT_READ: return Step{false, {}, 0, tcp::socket::wait_read};
-        case SSL_ERROR_WANT_WRITE: return Step{false, {}, 0, tcp::socket::wait_write};
-        case SSL_ERROR_ZERO_RETURN: return Step{true, asio::error::eof, 0};
+        case SSL_ERROR_WANT_READ:
+            return Step{false, {}, 0, tcp::socket::wait_read};
+        case SSL_ERROR_WANT_WRITE:
+            return Step{false, {}, 0, tcp::socket::wait_write};
+        case SSL_ERROR_ZERO_RETURN:
+            return Step{true, asio::error::eof, 0};
         case SSL_ERROR_SYSCALL: {
             ERR_clear_error();
             if (sys_errno != 0 && r < 0) {
-                return Step{true, boost::system::error_code(sys_errno,
-                                                            boost::system::system_category()),
+                return Step{true,
+                            boost::system::error_code(sys_errno, boost::system::system_category()),
                             0};
             }
             return Step{true, asio::ssl::error::stream_truncated, 0};
@@ -158,10 +166,9 @@ TlsSocket::Step TlsSocket::step(Kind kind, void* data, std::size_t size) {
             if (e == 0) {
                 return Step{true, asio::ssl::error::unspecified_system_error, 0};
             }
-            return Step{true,
-                        boost::system::error_code(static_cast<int>(e),
-                                                  asio::error::get_ssl_category()),
-                        0};
+            return Step{
+                true,
+                boost::system::error_code(static_cast<int>(e), asio::error::get_ssl_category()), 0};
         }
     }
 }

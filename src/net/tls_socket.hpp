@@ -38,7 +38,7 @@
 namespace hopgate::net {
 
 class TlsSocket {
-public:
+  public:
     using tcp = boost::asio::ip::tcp;
     using executor_type = tcp::socket::executor_type;
     using next_layer_type = tcp::socket;
@@ -77,8 +77,8 @@ public:
             SSL_set_accept_state(ssl_);
             op.await_readable = true;
         }
-        return boost::asio::async_compose<Token, void(boost::system::error_code)>(
-            std::move(op), token, sock_);
+        return boost::asio::async_compose<Token, void(boost::system::error_code)>(std::move(op),
+                                                                                  token, sock_);
     }
 
     // Handler: void(boost::system::error_code, std::size_t). Reads into the first non-empty
@@ -114,7 +114,7 @@ public:
     // Largest write assembled from several buffers: one TLS record's plaintext.
     static constexpr std::size_t kCoalesce = 16 * 1024;
 
-private:
+  private:
     enum class Kind { kHandshake, kRead, kWrite };
     struct Step {
         bool done = true;  // false: wait for `wait`, then call again
@@ -139,14 +139,15 @@ private:
 
     template <bool Handshake>
     struct IoOp {
-        IoOp(TlsSocket* sock, Kind k, void* d, std::size_t n) : s(sock), kind(k), data(d), size(n) {}
+        IoOp(TlsSocket* sock, Kind k, void* d, std::size_t n)
+            : s(sock), kind(k), data(d), size(n) {}
 
         TlsSocket* s;
         Kind kind;
         void* data;
         std::size_t size;
-        bool waited = false;  // a socket wait happened: completing now is not inline
-        bool posted = false;  // the result is in `result`, delivered through a post
+        bool waited = false;          // a socket wait happened: completing now is not inline
+        bool posted = false;          // the result is in `result`, delivered through a post
         bool await_readable = false;  // wait for the socket to be readable before the first step
         Step result{};
         std::unique_ptr<unsigned char[]> copy;  // the coalesced pieces of a write (data)
@@ -165,8 +166,7 @@ private:
                 s->sock_.async_wait(tcp::socket::wait_read, std::move(self));
                 return;
             }
-            Step st = (kind != Kind::kHandshake && size == 0) ? Step{}
-                                                                : s->step(kind, data, size);
+            Step st = (kind != Kind::kHandshake && size == 0) ? Step{} : s->step(kind, data, size);
             if (!st.done) {
                 waited = true;
                 s->sock_.async_wait(st.wait, std::move(self));

@@ -1,7 +1,6 @@
 #include "server/memory_trim.hpp"
 
 #include <malloc.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,9 +78,9 @@ struct MemoryTrimmer::Impl : std::enable_shared_from_this<MemoryTrimmer::Impl> {
         low = resident_slack();
         log.debug("heap trimmed",
                   {{"released_bytes", static_cast<std::int64_t>(slack - std::min(slack, low))},
-                   {"took_ms", std::chrono::duration<double, std::milli>(
-                                   std::chrono::steady_clock::now() - t0)
-                                   .count()}});
+                   {"took_ms",
+                    std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                        .count()}});
     }
 };
 

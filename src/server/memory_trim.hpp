@@ -22,7 +22,7 @@
 namespace hopgate::server {
 
 class MemoryTrimmer {
-public:
+  public:
     // interval 0: never trims (start() does nothing).
     MemoryTrimmer(boost::asio::io_context& io, std::chrono::seconds interval,
                   std::size_t threshold_bytes, core::Logger log);
@@ -35,7 +35,7 @@ public:
 
     struct Impl;
 
-private:
+  private:
     std::shared_ptr<Impl> impl_;
 };
 

@@ -6,11 +6,11 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
-#include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -37,8 +37,8 @@ tls::ContextPtr server_ctx() {
     return ctx;
 }
 tls::ContextPtr client_ctx() {
-    static tls::ContextPtr ctx = tls::make_client_context(tls::ClientTrust{"", true},
-                                                          tls::Protocol::kTls, {"http/1.1"});
+    static tls::ContextPtr ctx =
+        tls::make_client_context(tls::ClientTrust{"", true}, tls::Protocol::kTls, {"http/1.1"});
     return ctx;
 }
 
