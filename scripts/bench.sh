@@ -38,6 +38,15 @@ else
   "$tunnel" --impair "$impair" ${HG_TUNNEL_BENCH_ARGS:-}
 fi
 
+# Server memory under visitor connections (bench/memory_bench.py, issue 14): RSS per idle
+# kept-alive TLS visitor and RSS after a 10 000-connection flood closes; about 2 minutes.
+# HG_MEMORY_BENCH=0 skips it.
+if [ "${HG_MEMORY_BENCH:-1}" != 0 ]; then
+  echo
+  echo "bench: bench/memory_bench.py"
+  python3 "$(dirname "$0")/../bench/memory_bench.py" "$build/bin"
+fi
+
 # End to end against nginx (bench/e2e_bench.sh, issue 5): the real server and client, wrk and
 # curl, about 90 s. HG_E2E_BENCH=0 skips it.
 if [ "${HG_E2E_BENCH:-1}" != 0 ]; then

@@ -25,6 +25,7 @@
 #include "http/forwarding.hpp"
 #include "net/accept_backoff.hpp"
 #include "http/framing.hpp"
+#include "net/tls_socket.hpp"
 #include "server/metrics.hpp"
 #include "server/request_head.hpp"
 #include "server/tunnel_pool.hpp"
@@ -61,7 +62,8 @@ namespace {
 constexpr std::size_t kChunk = 64 * 1024;
 // on_stream_reset()'s code for "the tunnel's transport failed" (not a wire stream code).
 constexpr std::uint64_t kTransportFailed = ~std::uint64_t{0};
-constexpr std::size_t kKeepTlsBuffers = 1024;
+// Read buffer an idle connection may keep (a request head fits; Beast reads 512 bytes at first).
+constexpr std::size_t kIdleReadBuffer = 4 * 1024;
 constexpr std::chrono::milliseconds kOpenRetry{5};
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr std::size_t kLingerBytes = 256 * 1024;
@@ -196,13 +198,8 @@ public:
             std::string source)
         : remote_ip_(remote_ip_of(sock)), source_(std::move(source)),
           stream_(std::move(sock), ctx), door_(door), timer_(door->io) {
-        // Asio sets SSL_MODE_RELEASE_BUFFERS, so OpenSSL mallocs and frees its 16 KiB record
-        // buffer around every read and write (two to four times per request). The first
-        // kKeepTlsBuffers connections keep their buffers (at most ~33 KiB each, so ~33 MiB);
-        // beyond that, an idle connection still costs no record buffers.
-        if (door->live < kKeepTlsBuffers) {
-            SSL_clear_mode(stream_.native_handle(), SSL_MODE_RELEASE_BUFFERS);
-        }
+        // TLS record buffers: none while the handshake runs, kept while requests run, released
+        // when the connection goes idle between requests (release_idle_memory).
         ++door->live;
         ++door->source_connections[source_];
         door->sessions.insert(this);
@@ -388,6 +385,7 @@ private:
         if (request_count_ > 0) {
             // Keep-alive: the next head (all of it) must come within the keep-alive timeout.
             set_io_deadline(d->opts.keepalive_timeout);
+            release_idle_memory();
         }
         io_begin();
         http::async_read_header(stream_, buf_, *parser_,
@@ -395,6 +393,18 @@ private:
                                     self->io_end();
                                     self->on_header(ec);
                                 });
+    }
+
+    // Between requests a kept-alive connection holds only what waiting needs (docs/ARCHITECTURE.md
+    // §4): OpenSSL's record buffers go back (unless they hold bytes of a pipelined request), a
+    // read buffer that a request body grew to kChunk shrinks to its unread bytes, and the last
+    // request's path (logged already) is dropped.
+    void release_idle_memory() {
+        stream_.release_buffers();
+        if (buf_.capacity() > kIdleReadBuffer) {
+            buf_.shrink_to_fit();
+        }
+        std::string().swap(path_);
     }
 
     void begin_request() {
@@ -1231,7 +1241,7 @@ private:
 
     std::string remote_ip_;
     std::string source_;  // admin::source_key of the visitor
-    beast::ssl_stream<tcp::socket> stream_;
+    net::TlsSocket stream_;  // TLS on the visitor's socket (no per-connection BIO buffers)
     std::weak_ptr<FrontDoor::Impl> door_;
     // Deadlines (see arm()). kNever = not set.
     asio::steady_timer timer_;

@@ -19,6 +19,7 @@
 #include "registry/factory.hpp"
 #include "server/front_door.hpp"
 #include "server/metrics.hpp"
+#include "server/memory_trim.hpp"
 #include "server/pages.hpp"
 #include "server/tunnel_pool.hpp"
 #include "tls/certs.hpp"
@@ -123,6 +124,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     TunnelPool pool{io};
     std::unique_ptr<Pages> pages;
     std::unique_ptr<FrontDoor> front;
+    std::unique_ptr<MemoryTrimmer> trimmer;
     // Shared by every tunnel's connection: bounds their receive buffering together (SPEC §4).
     std::shared_ptr<proto::CreditBudget> window_budget;
     std::unique_ptr<net::DtlsServer> dtls;
@@ -273,6 +275,9 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         });
         dtls->start();
         tls_server->start();
+        trimmer = std::make_unique<MemoryTrimmer>(io, cfg.memory_trim_interval,
+                                                  kTrimThresholdBytes, log);
+        trimmer->start();
         dtls_port = dtls->local_endpoint().port();
         tunnel_port = tls_server->local_endpoint().port();
         log.info("hopgate-server listening",
@@ -541,6 +546,7 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         // Tunnels stay up while visitors drain: in-flight responses still come through them.
         // New tunnels are refused at AUTH (authenticate).
         draining = true;
+        trimmer->stop();  // its timer would keep the io_context running
         front->stop();
         log.info("draining", {{"connections", front->connections()},
                               {"deadline_s", static_cast<std::int64_t>(drain.count())}});

@@ -40,6 +40,8 @@ struct GatewayConfig {
     unsigned buffer_share_source_percent = 10;     // of buffer_budget, one source
     // Receive-window growth of all tunnels together (beyond each one's initial 1 MiB).
     std::size_t tunnel_window_budget = 256u * 1024 * 1024;
+    // Free heap memory goes back to the OS at most this often (MemoryTrimmer); 0 = never.
+    std::chrono::seconds memory_trim_interval{5};
     std::string admin_key;
     std::string admin_allow_cidrs;
     std::string trusted_proxies;  // HOP_SERVER_TRUSTED_PROXIES: CIDRs of proxies in front of us

@@ -101,6 +101,11 @@ core::ConfigSchema schema() {
            .help = "MiB of tunnel receive-window growth for all tunnels together (each tunnel "
                    "always gets 1 MiB; auto-tuning beyond it draws on this budget)",
            .min = 0, .max = 1048576});
+    s.add({.env = "HOP_SERVER_MEMORY_TRIM_SECONDS", .flag = "--memory-trim-interval",
+           .type = OptionType::kInt, .default_value = "5",
+           .help = "seconds between checks that give freed heap memory back to the OS (after "
+                   "connections close); 0 = never",
+           .min = 0, .max = 3600});
     s.add({.env = "HOP_SERVER_DRAIN_SECONDS", .flag = "--drain-timeout",
            .type = OptionType::kInt, .default_value = "10",
            .help = "on SIGTERM/SIGINT, seconds in-flight requests get to finish", .min = 0,
@@ -376,6 +381,7 @@ int server_main(int argc, const char* const* argv) {
         static_cast<unsigned>(cfg.get_int("HOP_SERVER_BUFFER_SHARE_SOURCE_PERCENT"));
     g.tunnel_window_budget =
         static_cast<std::size_t>(cfg.get_int("HOP_SERVER_TUNNEL_BUFFER_BUDGET_MB")) * 1024 * 1024;
+    g.memory_trim_interval = std::chrono::seconds(cfg.get_int("HOP_SERVER_MEMORY_TRIM_SECONDS"));
     const auto drain = std::chrono::seconds(cfg.get_int("HOP_SERVER_DRAIN_SECONDS"));
     g.hsts = cfg.get_string("HOP_SERVER_HSTS");
     g.cert_file = cfg.get_string("HOP_SERVER_TLS_CERT");

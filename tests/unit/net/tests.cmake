@@ -4,4 +4,5 @@ hg_test(unit_net LABEL unit
     ${CMAKE_CURRENT_LIST_DIR}/udp_io_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/half_open_test.cpp
     ${CMAKE_CURRENT_LIST_DIR}/accept_backoff_test.cpp
+    ${CMAKE_CURRENT_LIST_DIR}/tls_socket_test.cpp
   LIBS hg_net)

@@ -1,0 +1,4 @@
+hg_test(unit_server LABEL unit
+  SOURCES
+    ${CMAKE_CURRENT_LIST_DIR}/memory_trim_test.cpp
+  LIBS hg_server)
