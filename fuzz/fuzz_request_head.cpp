@@ -96,10 +96,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(te <= 1 && cl <= 1 && !(te == 1 && cl == 1));
     check(req.method_string().size() <= http::kMaxMethodLength);
 
-    // The tunnel head.
-    const auto host = server::route_host(req);
-    const proto::StreamMeta meta =
-        server::request_head(req, "203.0.113.7", host.value_or(""), "0123456789abcdef");
+    // The tunnel head, as the front door builds it: only for a request whose Host checks pass
+    // (the others get a 400 page).
+    const auto route = server::route_request(req);
+    if (!route) {
+        return 0;
+    }
+    const proto::StreamMeta meta = server::request_head(
+        req, *route, server::RequestOrigin{"203.0.113.7", false}, "0123456789abcdef");
     check(meta.method.size() <= proto::kMaxMethodLen);
     check(meta.target.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos);
     check(http::check_headers(meta.headers, {.max_count = proto::kMaxMetaHeaders,
