@@ -34,6 +34,11 @@ struct HeaderLimits {
 // (visitor or tunnel client) before rewriting it.
 core::Status check_headers(const Headers& headers, const HeaderLimits& limits = {});
 
+// RFC 9110 §5.6.2: `c` may appear in a token (a header name, a method, a coding).
+bool is_tchar(char c);
+// `s` without leading and trailing spaces and tabs (RFC 9110 OWS).
+std::string_view trim_ows(std::string_view s);
+
 // Case-insensitive ASCII comparison of header names / tokens.
 bool iequals(std::string_view a, std::string_view b);
 
