@@ -5,13 +5,7 @@ environment or .env) and says on stderr which one. Usage: domain_cli_test.py <bi
 import json, os, shutil, subprocess, sys, tempfile
 
 BIN = os.path.abspath(sys.argv[1])
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+from hg_e2e import check, failures
 
 
 work = tempfile.mkdtemp(prefix="hopgate-domain-cli-")

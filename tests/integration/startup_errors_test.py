@@ -6,13 +6,7 @@ valid. Usage: startup_errors_test.py <bin-dir>."""
 import os, subprocess, sys, tempfile
 
 BIN = os.path.abspath(sys.argv[1])
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
+from hg_e2e import check, failures
 
 
 work = tempfile.mkdtemp(prefix="hopgate-startup-")
