@@ -7,6 +7,7 @@
 #include "admin/json_util.hpp"
 #include "registry/domain.hpp"
 #include "registry/error.hpp"
+#include "admin/cidr.hpp"
 #include "registry/key.hpp"
 #include "registry/registry.hpp"
 
@@ -62,16 +63,6 @@ Response from_error(std::error_code ec, int retry_after) {
         return r;
     }
     return fail(500, "internal error");
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
 }
 
 bool iequals(std::string_view a, std::string_view b) {

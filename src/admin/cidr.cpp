@@ -8,16 +8,6 @@
 namespace hopgate::admin {
 namespace {
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
 // Splits on commas and whitespace, skipping empty pieces.
 std::vector<std::string_view> split_list(std::string_view text) {
     std::vector<std::string_view> out;
@@ -42,6 +32,16 @@ std::vector<std::string_view> split_list(std::string_view text) {
 constexpr std::uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 }  // namespace
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
 
 std::optional<IpAddr> parse_ip(std::string_view text) {
     text = trim(text);

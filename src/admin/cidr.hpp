@@ -22,6 +22,9 @@ struct IpAddr {
 
 // Parses "192.0.2.1", "2001:db8::1", "[2001:db8::1]" or "::ffff:192.0.2.1" (surrounding
 // whitespace allowed). No zone ids, no ports, no shorthand like "10.1".
+// `s` without leading and trailing spaces and tabs.
+std::string_view trim(std::string_view s);
+
 std::optional<IpAddr> parse_ip(std::string_view text);
 std::string to_string(const IpAddr& ip);
 

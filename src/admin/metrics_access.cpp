@@ -2,22 +2,13 @@
 
 #include <stdexcept>
 
+#include "admin/cidr.hpp"
 #include "registry/key.hpp"
 
 namespace hopgate::admin {
 namespace {
 
 constexpr std::size_t kMinTokenLength = 16;
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
 
 bool is_bearer(std::string_view auth) {
     if (auth.size() < 7) {
