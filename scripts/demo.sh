@@ -12,6 +12,9 @@ HTTP_PORT=${HOPGATE_DEMO_HTTP_PORT:-8080}
 DTLS_PORT=${HOPGATE_DEMO_DTLS_PORT:-8443}
 TLS_PORT=${HOPGATE_DEMO_TLS_PORT:-7443}
 LOCAL_PORT=${HOPGATE_DEMO_LOCAL_PORT:-18080}
+# The server's own name; the demo domain lives under it, so the self-signed certificate (which
+# covers *.<control domain>) fits it. Proxy domains cannot be tenant domains.
+CONTROL=hopgate.localhost
 DOMAIN=demo.hopgate.localhost
 ADMIN_KEY=demo-admin-key-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 pids=()
@@ -35,22 +38,22 @@ pids+=($!)
 ( cd "$work" && exec "$bin/hopgate-server" --http-listen "127.0.0.1:$HTTP_PORT" \
     --https-listen "127.0.0.1:$HTTPS_PORT" --dtls-listen "127.0.0.1:$DTLS_PORT" \
     --tunnel-listen "127.0.0.1:$TLS_PORT" --admin-api-key "$ADMIN_KEY" --debug \
-    --proxy-domains "$DOMAIN" ) \
+    --domain "$CONTROL" ) \
     > "$work/server.out" 2> "$work/server.log" &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$work/server.out" ] && break; sleep 0.1; done
 [ -s "$work/server.out" ] || { echo "demo: hopgate-server did not start:"; cat "$work/server.log"; exit 1; }
 cert="$work/hopgate-selfsigned.crt"
 
-reply=$(curl -sS --cacert "$cert" --resolve "localhost:$HTTPS_PORT:127.0.0.1" \
+reply=$(curl -sS --cacert "$cert" --resolve "$CONTROL:$HTTPS_PORT:127.0.0.1" \
   -H "Authorization: Bearer $ADMIN_KEY" -H 'Content-Type: application/json' \
   -d "{\"domain\":\"$DOMAIN\",\"memo\":\"make demo\"}" \
-  "https://localhost:$HTTPS_PORT/api/v1/admin/domains/register" 2>&1) || true
+  "https://$CONTROL:$HTTPS_PORT/api/v1/admin/domains/register" 2>&1) || true
 key=$(printf '%s' "$reply" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_api_key"])' 2>/dev/null) || {
   echo "demo: registering $DOMAIN failed: $reply"; exit 1; }
 
 "$bin/hopgate-client" --server-addr "127.0.0.1:$DTLS_PORT" --server-tls-port "$TLS_PORT" \
-  --server-name localhost --ca-file "$cert" --domain "$DOMAIN" --api-key "$key" \
+  --server-name "$CONTROL" --ca-file "$cert" --domain "$DOMAIN" --api-key "$key" \
   --local-target "127.0.0.1:$LOCAL_PORT" > "$work/client.out" 2> "$work/client.log" &
 pids+=($!)
 
