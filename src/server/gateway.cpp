@@ -520,6 +520,9 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             ControlResponse res{http::status::ok, 11};
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
             metrics.set_window_budget(window_budget->used(), window_budget->denied());
+            metrics.set_domain_tunnels(pool.live_counts());
+            metrics.update_process();
+            metrics.update_aliases();
             const auto ds = dtls->stats();
             metrics.set_dtls_half_open(ds.half_open, ds.half_open_evicted_same_source,
                                        ds.half_open_evicted_pressure,
