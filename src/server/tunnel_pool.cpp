@@ -127,7 +127,11 @@ std::optional<std::vector<admin::TunnelDirectory::LiveTunnel>> TunnelPool::live_
     if (answer.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
         return std::nullopt;
     }
-    return answer.get();
+    try {
+        return answer.get();
+    } catch (const std::future_error&) {
+        return std::nullopt;  // the io_context dropped the handler (shutting down)
+    }
 }
 
 std::map<std::string, std::size_t, std::less<>> TunnelPool::live_counts() {
