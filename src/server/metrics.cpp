@@ -29,7 +29,10 @@ Metrics::Metrics(core::MetricsRegistry& r)
                            {"result", "transport"})),
       tunnels_active(r.gauge("hopgate_tunnels_active", "Authenticated tunnels, by transport",
                              {"transport"})),
-      tunnel_bytes(r.counter("hopgate_tunnel_bytes_total", "Tunnel bytes, by direction", {"direction"})),
+      tunnel_bytes(r.counter("hopgate_tunnel_bytes_total",
+                                       "Tunnel stream payload bytes, by direction (out: server "
+                                       "to clients, in: clients to server)",
+                                       {"direction"})),
       retransmitted_bytes(r.counter("hopgate_tunnel_retransmitted_bytes_total",
                                     "Stream bytes sent again after loss").get()),
       tunnel_srtt(r.double_gauge("hopgate_tunnel_smoothed_rtt_seconds",
@@ -127,6 +130,7 @@ Metrics::Metrics(core::MetricsRegistry& r)
         dtls_handshakes_alias.with({result});
     }
     set_tunnels(0, 0);
+    set_tunnel_bytes(0, 0);
     other_slot_.name = "other";
     update_process();
 }
@@ -268,6 +272,16 @@ void Metrics::read_proc() {
                                 : static_cast<std::int64_t>(lim.rlim_cur));
     }
 #endif
+}
+
+void Metrics::set_tunnel_bytes(std::uint64_t sent_total, std::uint64_t received_total) {
+    for (auto [dir, total] : {std::pair<const char*, std::uint64_t>{"out", sent_total},
+                              std::pair<const char*, std::uint64_t>{"in", received_total}}) {
+        auto& c = tunnel_bytes.with({dir});
+        if (total > c.value()) {
+            c.inc(total - c.value());
+        }
+    }
 }
 
 void Metrics::update_aliases() {

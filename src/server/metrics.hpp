@@ -33,6 +33,8 @@ struct Metrics {
     // Live tunnels per domain (on scrape and tunnel changes); domains missing from `live`
     // drop to 0 if they were exported before.
     void set_domain_tunnels(const std::map<std::string, std::size_t, std::less<>>& live);
+    // Tunnel stream bytes since start-up (live tunnels plus closed ones; on scrape).
+    void set_tunnel_bytes(std::uint64_t sent_total, std::uint64_t received_total);
     // Reads /proc/self and updates the process_* metrics (on scrape; Linux only, else no-op).
     void update_process();
     // Updates the aliases kept for the original project's names (on scrape).

@@ -143,6 +143,19 @@ std::map<std::string, std::size_t, std::less<>> TunnelPool::live_counts() {
     return out;
 }
 
+std::pair<std::uint64_t, std::uint64_t> TunnelPool::stream_bytes() const {
+    std::pair<std::uint64_t, std::uint64_t> out{0, 0};
+    for (const auto& [d, list] : by_domain_) {
+        for (const auto& w : list) {
+            if (auto t = w.lock(); t && t->has_conn()) {
+                out.first += t->conn().stats().stream_bytes_sent;
+                out.second += t->conn().stats().stream_bytes_received;
+            }
+        }
+    }
+    return out;
+}
+
 std::size_t TunnelPool::size() const {
     std::size_t n = 0;
     for (const auto& [d, list] : by_domain_) {

@@ -33,6 +33,8 @@ public:
     std::optional<std::vector<LiveTunnel>> live_tunnels(std::string_view domain) override;
     // Live tunnels per known domain (io_context thread).
     std::map<std::string, std::size_t, std::less<>> live_counts();
+    // Stream bytes {sent, received} of the live tunnels (io_context thread).
+    std::pair<std::uint64_t, std::uint64_t> stream_bytes() const;
     // Closes every tunnel (shutdown).
     void close_all();
 

@@ -213,6 +213,8 @@ try:
           "duration histogram by domain")
     check((value("hopgate_http_domain_bytes_total", kind="proxy", domain=DOMAIN, direction="out") or 0) >= 4 * 19,
           "bytes by domain")
+    check((value("hopgate_tunnel_bytes_total", direction="in") or 0) >= 4 * 19,
+          "hopgate_tunnel_bytes_total counts the responses' stream bytes")
     check(value("hopgate_domain_tunnels", domain=DOMAIN) == 1, "hopgate_domain_tunnels{domain} 1")
     check(value("hopgate_tunnels_active", transport=TRANSPORT) == 1, "hopgate_tunnels_active by transport")
     check(value("hopgate_dtls_handshakes_total", result="ok") ==
