@@ -146,7 +146,7 @@ Metrics::DomainSlot& Metrics::slot_for(Kind kind, std::string_view domain, bool 
     if (!known || domain.empty()) {
         return other_slot_;
     }
-    auto it = domain_index_.find(std::string(domain));
+    auto it = domain_index_.find(domain);
     if (it != domain_index_.end()) {
         return *it->second;
     }
@@ -195,9 +195,11 @@ void Metrics::request_domain(Kind kind, std::string_view domain, bool known, uns
 
 void Metrics::set_domain_tunnels(const std::map<std::string, std::size_t, std::less<>>& live) {
     std::lock_guard lock(domain_mu_);
+    // A domain no longer in `live` was unregistered: its series goes (a stale 0 would keep the
+    // "no tunnel for a domain" alert firing). Nobody keeps references to these children.
     for (const auto& name : tunnel_domains_) {
         if (!live.contains(name)) {
-            domain_tunnels.with({name}).set(0);
+            domain_tunnels.remove({name});
         }
     }
     tunnel_domains_.clear();

@@ -30,8 +30,8 @@ struct Metrics {
     void request_domain(Kind kind, std::string_view domain, bool known, unsigned status,
                         std::chrono::steady_clock::duration took, std::uint64_t bytes_in,
                         std::uint64_t bytes_out);
-    // Live tunnels per domain (on scrape and tunnel changes); domains missing from `live`
-    // drop to 0 if they were exported before.
+    // Live tunnels per known domain (on scrape; `live` holds 0 for a known domain whose clients
+    // left); a domain missing from `live` (unregistered) is no longer exported.
     void set_domain_tunnels(const std::map<std::string, std::size_t, std::less<>>& live);
     // Tunnel stream bytes since start-up (live tunnels plus closed ones; on scrape).
     void set_tunnel_bytes(std::uint64_t sent_total, std::uint64_t received_total);
@@ -114,7 +114,7 @@ private:
     DomainSlot& slot_for(Kind kind, std::string_view domain, bool known);
     std::mutex domain_mu_;  // guards domain_slots_ / domain_index_ / tunnel_domains_
     std::vector<std::unique_ptr<DomainSlot>> domain_slots_;  // own domains
-    std::unordered_map<std::string, DomainSlot*> domain_index_;
+    std::map<std::string, DomainSlot*, std::less<>> domain_index_;
     DomainSlot other_slot_;
     DomainSlot admin_slot_;
     std::vector<std::string> tunnel_domains_;  // domains exported by set_domain_tunnels

@@ -243,6 +243,16 @@ try:
         _, s2 = parse_exposition(gw.request("GET", "/metrics", "localhost")[1].decode())
         zero = any(l.get("domain") == DOMAIN and v == 0 for l, v in s2.get("hopgate_domain_tunnels", []))
     check(zero, "hopgate_domain_tunnels drops to 0 when the client leaves")
+    st, _ = gw.admin("POST", "/api/v1/admin/domains/unregister",
+                     {"domain": DOMAIN, "client_api_key": reg["client_api_key"]})
+    check(st == 200, "unregister the domain")
+    gone = False
+    deadline = time.time() + 10
+    while time.time() < deadline and not gone:
+        _, s3 = parse_exposition(gw.request("GET", "/metrics", "localhost")[1].decode())
+        gone = not any(l.get("domain") == DOMAIN for l, _ in s3.get("hopgate_domain_tunnels", []))
+        time.sleep(0.2)
+    check(gone, "an unregistered domain's hopgate_domain_tunnels series goes (no stale alert)")
 finally:
     gw.stop_all()
     local.shutdown()

@@ -1,6 +1,7 @@
 // server::Metrics: the per-domain families stay bounded (first kMaxDomainLabels domains with a
 // tunnel, the rest and unknown hosts as "other"), admin traffic is counted apart, build info and
-// process metrics are exported, the per-domain tunnel gauge drops to 0 for a domain that left.
+// process metrics are exported, the per-domain tunnel gauge drops to 0 for a domain whose clients left and is
+// removed for an unregistered one.
 #include "server/metrics.hpp"
 
 #include <gtest/gtest.h>
@@ -58,6 +59,9 @@ TEST(ServerMetrics, BuildInfoProcessAndTunnels) {
     std::map<std::string, std::size_t, std::less<>> live{{"a.example.com", 2},
                                                          {"b.example.com", 1}};
     m.set_domain_tunnels(live);
+    live["b.example.com"] = 0;
+    m.set_domain_tunnels(live);
+    EXPECT_TRUE(has_line(reg.render(), "hopgate_domain_tunnels{domain=\"a.example.com\"} 2"));
     live.erase("a.example.com");
     m.set_domain_tunnels(live);
     m.set_tunnels(3, 1);
@@ -67,8 +71,8 @@ TEST(ServerMetrics, BuildInfoProcessAndTunnels) {
     const std::string text = reg.render();
     EXPECT_TRUE(has_line(text, "hopgate_build_info{version=\"" + std::string(core::version()) +
                                    "\",protocol=\"1\"} 1"));
-    EXPECT_TRUE(has_line(text, "hopgate_domain_tunnels{domain=\"a.example.com\"} 0"));
-    EXPECT_TRUE(has_line(text, "hopgate_domain_tunnels{domain=\"b.example.com\"} 1"));
+    EXPECT_EQ(text.find("a.example.com"), std::string::npos);  // unregistered: series gone
+    EXPECT_TRUE(has_line(text, "hopgate_domain_tunnels{domain=\"b.example.com\"} 0"));
     EXPECT_TRUE(has_line(text, "hopgate_dtls_handshakes_total{result=\"ok\"} 2"));
     EXPECT_TRUE(has_line(text, "hopgate_dtls_sessions_active 3"));
 #ifdef __linux__
