@@ -1,5 +1,7 @@
 #include "admin/api.hpp"
 
+#include <cstdio>
+#include <ctime>
 #include <exception>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -19,6 +21,18 @@ namespace reg = hopgate::registry;
 
 constexpr std::size_t kMaxJsonDepth = 16;
 constexpr std::string_view kDomainsPath = "/api/v1/admin/domains";
+
+// "2026-12-06T05:02:03.123Z" for milliseconds since the Unix epoch (UTC).
+std::string rfc3339_ms(std::int64_t unix_ms) {
+    const std::time_t secs = static_cast<std::time_t>(unix_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[80];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(unix_ms % 1000));
+    return buf;
+}
 
 Response reply(int status, json body) {
     Response r;
@@ -294,6 +308,7 @@ Response AdminApi::handle(const Request& req) const {
         };
         static constexpr Route kRoutes[] = {
             {"", "GET"},           {"/exists", "GET"},      {"/status", "GET"},
+            {"/tunnels", "GET"},
             {"/register", "POST"}, {"/unregister", "POST"}, {"/rotate", "POST"},
         };
         if (!path.starts_with(kDomainsPath)) {
@@ -376,6 +391,26 @@ Response AdminApi::handle(const Request& req) const {
             auto st = registry_.status(*name);
             if (!st) {
                 return from_error(st.error(), retry);
+            }
+            if (suffix == "/tunnels") {
+                auto live = tunnels_ != nullptr
+                                ? tunnels_->live_tunnels(*name)
+                                : std::optional<std::vector<TunnelDirectory::LiveTunnel>>(
+                                      std::vector<TunnelDirectory::LiveTunnel>{});
+                if (!live) {
+                    Response r = fail(503, "gateway busy, retry later");
+                    r.headers.emplace_back("Retry-After", std::to_string(retry));
+                    return r;
+                }
+                json items = json::array();
+                for (const auto& t : *live) {
+                    items.push_back({{"transport", t.transport},
+                                     {"peer", t.peer},
+                                     {"since", rfc3339_ms(t.since_unix_ms)},
+                                     {"streams_open", t.streams_open},
+                                     {"rtt_ms", t.rtt_ms}});
+                }
+                return ok(200, {{"domain", *name}, {"tunnels", std::move(items)}});
             }
             json fields = detail::record_json(*st);
             return ok(200, fields);

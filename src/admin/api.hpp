@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -63,6 +64,20 @@ class TunnelDirectory {
     // Drops the domain's live tunnels. `unregistered`: the domain is gone (visitors get 404 from
     // now on); otherwise its key was rotated (clients must reconnect with the new key).
     virtual void disconnect_domain(std::string_view domain, bool unregistered) = 0;
+
+    // One live tunnel of a domain, for GET /api/v1/admin/domains/tunnels.
+    struct LiveTunnel {
+        std::string transport;          // "dtls" or "tls"
+        std::string peer;               // the client's address and port
+        std::int64_t since_unix_ms = 0;  // when it authenticated (wall clock)
+        std::size_t streams_open = 0;
+        double rtt_ms = 0;               // smoothed RTT
+    };
+    // The domain's live tunnels (empty: none), or nullopt when the gateway cannot answer in
+    // time (the API answers 503). Called on the thread that ran handle().
+    virtual std::optional<std::vector<LiveTunnel>> live_tunnels(std::string_view /*domain*/) {
+        return std::vector<LiveTunnel>{};
+    }
 };
 
 inline constexpr std::size_t kDefaultMaxBody = 64 * 1024;

@@ -245,6 +245,18 @@ std::size_t FamilyBase::child_count() const {
     return children_.size();
 }
 
+void FamilyBase::remove(std::initializer_list<std::string_view> values) {
+    const std::span<const std::string_view> key(values.begin(), values.size());
+    std::unique_lock lock(mu_);
+    if (const auto it = children_.find(key); it != children_.end()) {
+        const bool overflow = std::all_of(it->first.begin(), it->first.end(),
+                                          [](const std::string& v) { return v == kOverflowLabelValue; });
+        if (!(overflow && has_overflow_child_)) {
+            children_.erase(it);
+        }
+    }
+}
+
 detail::Metric& FamilyBase::get_or_create(std::span<const std::string_view> values) {
     if (values.size() != label_names_.size()) {
         throw std::logic_error("metrics: " + name_ + " takes " +

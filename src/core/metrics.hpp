@@ -147,6 +147,11 @@ public:
     // How many lookups were diverted to the "_other" child because the family was full.
     std::uint64_t overflow_count() const { return overflows_.load(std::memory_order_relaxed); }
 
+    // Drops the child of these label values (no-op if absent), so it is no longer exported.
+    // Only for children nobody holds a reference to (look them up with with() each time):
+    // references to a removed child dangle. Not for the "_other" overflow child.
+    void remove(std::initializer_list<std::string_view> values);
+
     // Appends # HELP, # TYPE and every child's samples, children sorted by label values.
     void render(std::string& out) const;
 

@@ -415,6 +415,8 @@ private:
         bytes_in_ = bytes_out_ = 0;
         status_ = 0;
         transport_.clear();
+        tunnel_peer_.clear();
+        domain_known_ = false;
     }
 
     void on_header(beast::error_code ec) {
@@ -578,6 +580,7 @@ private:
     void start_proxy() {
         auto d = door_.lock();
         tunnel_ = d->pool.pick(host_);
+        domain_known_ = tunnel_ != nullptr || d->pool.known(host_);
         if (!tunnel_) {
             // Unknown host or no client connected for it.
             // Keep the connection only if no request body is left unread.
@@ -597,6 +600,7 @@ private:
             return;
         }
         transport_ = net::transport_name(tunnel_->kind());
+        tunnel_peer_ = tunnel_->peer();
         auto& req = parser_->get();
         if (peer_ip_.empty()) {
             // Once per connection: the peer as forwarded (IPv4-mapped unmapped), and its trust.
@@ -1172,6 +1176,10 @@ private:
         const auto took = std::chrono::steady_clock::now() - started_;
         if (d->metrics && status_ != 0) {
             d->metrics->request(method_, status_, took);
+            const bool admin = !host_.empty() && host_ == d->opts.control_domain;
+            d->metrics->request_domain(admin ? Metrics::Kind::kAdmin : Metrics::Kind::kProxy,
+                                       host_, domain_known_, status_, took, bytes_in_,
+                                       bytes_out_);
         }
         d->opts.access_log.info(
             "request",
@@ -1185,6 +1193,7 @@ private:
              {"duration_ms", std::chrono::duration<double, std::milli>(took).count()},
              {"remote_addr", remote_ip_},
              {"transport", transport_},
+             {"tunnel", tunnel_peer_},
              {"upgrade", piping_},
              {"completed", completed}});
     }
@@ -1300,6 +1309,8 @@ private:
     std::string method_;
     std::string path_;
     std::string transport_;
+    std::string tunnel_peer_;    // the serving tunnel's client address ("" if none)
+    bool domain_known_ = false;  // host_ had a tunnel since start-up (its own metrics label)
     std::uint64_t bytes_in_ = 0;
     std::uint64_t bytes_out_ = 0;
     unsigned status_ = 0;

@@ -122,6 +122,9 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
     std::unique_ptr<admin::AuthValidator> validator;
     std::unique_ptr<admin::AdminApi> admin;
     TunnelPool pool{io};
+    // Stream bytes of tunnels that closed (hopgate_tunnel_bytes_total adds the live ones).
+    std::uint64_t closed_bytes_out = 0;
+    std::uint64_t closed_bytes_in = 0;
     std::unique_ptr<Pages> pages;
     std::unique_ptr<FrontDoor> front;
     std::unique_ptr<MemoryTrimmer> trimmer;
@@ -400,6 +403,10 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
                 (void)t.conn().stream_reset(ev.stream, 0x106);
                 break;
             case proto::EventType::kConnectionClosed:
+                if (t.has_conn()) {
+                    closed_bytes_out += t.conn().stats().stream_bytes_sent;
+                    closed_bytes_in += t.conn().stats().stream_bytes_received;
+                }
                 pool.remove(&t);
                 front->on_tunnel_closed(t, FrontDoor::is_transport_failure(ev.code));
                 metrics.set_tunnels(pool.size(net::TransportKind::kDtls),
@@ -520,6 +527,11 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             ControlResponse res{http::status::ok, 11};
             res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
             metrics.set_window_budget(window_budget->used(), window_budget->denied());
+            metrics.set_domain_tunnels(pool.live_counts());
+            const auto live = pool.stream_bytes();
+            metrics.set_tunnel_bytes(closed_bytes_out + live.first, closed_bytes_in + live.second);
+            metrics.update_process();
+            metrics.update_aliases();
             const auto ds = dtls->stats();
             metrics.set_dtls_half_open(ds.half_open, ds.half_open_evicted_same_source,
                                        ds.half_open_evicted_pressure,

@@ -1,5 +1,6 @@
 #include "server/pages.hpp"
 
+#include "core/version.hpp"
 #include "http/error_pages.hpp"
 
 namespace hopgate::server {
@@ -30,7 +31,7 @@ ControlResponse Pages::error(int status, const std::string& host, const std::str
 ControlResponse Pages::status(std::size_t tunnels, std::size_t /*domains*/) const {
     ControlResponse res{http::status::ok, 11};
     res.set(http::field::content_type, "text/html; charset=utf-8");
-    res.body() = hopgate::http::render_status_page({"0.1.0", tunnels, impl_->control_domain});
+    res.body() = hopgate::http::render_status_page({core::version(), tunnels, impl_->control_domain});
     return res;
 }
 

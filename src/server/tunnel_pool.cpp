@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
+#include <chrono>
+#include <future>
 
 namespace hopgate::server {
 
@@ -9,9 +11,13 @@ void TunnelPool::add(const std::string& domain, const std::shared_ptr<net::Tunne
     auto& list = by_domain_[domain];
     prune(list);
     list.push_back(t);
+    since_[t.get()] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
 }
 
 void TunnelPool::remove(const net::Tunnel* t) {
+    since_.erase(t);
     for (auto it = by_domain_.begin(); it != by_domain_.end();) {
         auto& list = it->second;
         list.erase(std::remove_if(list.begin(), list.end(),
@@ -88,6 +94,66 @@ void TunnelPool::close_all() {
             }
         }
     }
+}
+
+std::optional<std::vector<admin::TunnelDirectory::LiveTunnel>> TunnelPool::live_tunnels(
+    std::string_view domain) {
+    auto done = std::make_shared<std::promise<std::vector<LiveTunnel>>>();
+    auto answer = done->get_future();
+    boost::asio::post(io_, [this, done, d = std::string(domain)] {
+        std::vector<LiveTunnel> out;
+        if (auto it = by_domain_.find(d); it != by_domain_.end()) {
+            prune(it->second);
+            for (auto& w : it->second) {
+                auto t = w.lock();
+                if (!t || !t->has_conn()) {
+                    continue;
+                }
+                LiveTunnel lt;
+                lt.transport = std::string(net::transport_name(t->kind()));
+                lt.peer = t->peer();
+                if (auto s = since_.find(t.get()); s != since_.end()) {
+                    lt.since_unix_ms = s->second;
+                }
+                lt.streams_open = t->conn().open_streams();
+                lt.rtt_ms = std::chrono::duration<double, std::milli>(
+                                t->conn().stats().smoothed_rtt)
+                                .count();
+                out.push_back(std::move(lt));
+            }
+        }
+        done->set_value(std::move(out));
+    });
+    if (answer.wait_for(std::chrono::seconds(2)) != std::future_status::ready) {
+        return std::nullopt;
+    }
+    try {
+        return answer.get();
+    } catch (const std::future_error&) {
+        return std::nullopt;  // the io_context dropped the handler (shutting down)
+    }
+}
+
+std::map<std::string, std::size_t, std::less<>> TunnelPool::live_counts() {
+    std::map<std::string, std::size_t, std::less<>> out;
+    for (auto& [d, list] : by_domain_) {
+        prune(list);
+        out[d] = list.size();
+    }
+    return out;
+}
+
+std::pair<std::uint64_t, std::uint64_t> TunnelPool::stream_bytes() const {
+    std::pair<std::uint64_t, std::uint64_t> out{0, 0};
+    for (const auto& [d, list] : by_domain_) {
+        for (const auto& w : list) {
+            if (auto t = w.lock(); t && t->has_conn()) {
+                out.first += t->conn().stats().stream_bytes_sent;
+                out.second += t->conn().stats().stream_bytes_received;
+            }
+        }
+    }
+    return out;
 }
 
 std::size_t TunnelPool::size() const {

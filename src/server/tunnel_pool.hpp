@@ -8,6 +8,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,12 @@ public:
     // True if the domain had a tunnel since start-up and was not unregistered since.
     bool known(const std::string& domain) const;
     void disconnect_domain(std::string_view domain, bool unregistered) override;
+    // Any thread except the io_context's: asks that thread and waits up to 2 s.
+    std::optional<std::vector<LiveTunnel>> live_tunnels(std::string_view domain) override;
+    // Live tunnels per known domain (io_context thread).
+    std::map<std::string, std::size_t, std::less<>> live_counts();
+    // Stream bytes {sent, received} of the live tunnels (io_context thread).
+    std::pair<std::uint64_t, std::uint64_t> stream_bytes() const;
     // Closes every tunnel (shutdown).
     void close_all();
 
@@ -40,6 +47,7 @@ private:
 
     boost::asio::io_context& io_;
     std::map<std::string, std::vector<std::weak_ptr<net::Tunnel>>, std::less<>> by_domain_;
+    std::map<const net::Tunnel*, std::int64_t> since_;  // authentication time, Unix ms
 };
 
 }  // namespace hopgate::server

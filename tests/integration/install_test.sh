@@ -27,7 +27,8 @@ done
 for f in lib/systemd/system/hopgate-server.service lib/systemd/system/hopgate-client@.service \
          lib/sysusers.d/hopgate.conf share/doc/hopgate/examples/server.env.example \
          share/doc/hopgate/examples/client.env.example share/doc/hopgate/DEPLOY.md \
-         share/doc/hopgate/CONFIG.md; do
+         share/doc/hopgate/CONFIG.md share/doc/hopgate/grafana/hopgate.json \
+         share/doc/hopgate/prometheus/alerts.yml; do
   check "$f installed" test -s "$prefix/$f"
 done
 check "installed server reports its version" \

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -22,7 +23,18 @@ constexpr const char* kToken = "admin-token-0123456789abcdef";
 
 struct RecordingTunnels : TunnelDirectory {
     std::vector<std::string> dropped;
+    std::vector<std::string> asked;                    // live_tunnels() calls
+    std::map<std::string, std::vector<LiveTunnel>> live;
+    bool busy = false;                                 // live_tunnels() cannot answer
     void disconnect_domain(std::string_view d, bool) override { dropped.emplace_back(d); }
+    std::optional<std::vector<LiveTunnel>> live_tunnels(std::string_view d) override {
+        asked.emplace_back(d);
+        if (busy) {
+            return std::nullopt;
+        }
+        auto it = live.find(std::string(d));
+        return it == live.end() ? std::vector<LiveTunnel>{} : it->second;
+    }
 };
 
 class AdminApiTest : public ::testing::Test {
@@ -210,6 +222,48 @@ TEST_F(AdminApiTest, ExistsAndStatus) {
     EXPECT_EQ(call("GET", "/api/v1/admin/domains/exists?domain=%4").status, 400);
     EXPECT_EQ(call("GET", "/api/v1/admin/domains/exists?domain=a%00.com").status, 400);
     EXPECT_EQ(call("GET", "/api/v1/admin/domains/exists?domain=a%27--.com").status, 400);
+}
+
+// GET /domains/tunnels lists the directory's live tunnels of a registered domain, with an RFC
+// 3339 "since"; unregistered domains are 404 (the directory is not asked), a busy gateway 503.
+TEST_F(AdminApiTest, LiveTunnels) {
+    register_ok("t.example.com");
+    register_ok("idle.example.com");
+    tunnels_.live["t.example.com"] = {
+        {.transport = "dtls", .peer = "192.0.2.7:40000", .since_unix_ms = 1'796'000'000'123,
+         .streams_open = 3, .rtt_ms = 12.5},
+        {.transport = "tls", .peer = "[2001:db8::1]:5000", .since_unix_ms = 0,
+         .streams_open = 0, .rtt_ms = 0}};
+    auto r = call("GET", "/api/v1/admin/domains/tunnels?domain=T.Example.com");
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto j = body_of(r);
+    EXPECT_EQ(j["domain"], "t.example.com");
+    ASSERT_EQ(j["tunnels"].size(), 2u);
+    EXPECT_EQ(j["tunnels"][0]["transport"], "dtls");
+    EXPECT_EQ(j["tunnels"][0]["peer"], "192.0.2.7:40000");
+    EXPECT_EQ(j["tunnels"][0]["since"], "2026-11-30T00:53:20.123Z");
+    EXPECT_EQ(j["tunnels"][0]["streams_open"], 3);
+    EXPECT_DOUBLE_EQ(j["tunnels"][0]["rtt_ms"].get<double>(), 12.5);
+    EXPECT_EQ(j["tunnels"][1]["transport"], "tls");
+    EXPECT_EQ(j["tunnels"][1]["since"], "1970-01-01T00:00:00.000Z");
+    EXPECT_EQ(tunnels_.asked.back(), "t.example.com");
+
+    auto idle = call("GET", "/api/v1/admin/domains/tunnels?domain=idle.example.com");
+    ASSERT_EQ(idle.status, 200);
+    EXPECT_TRUE(body_of(idle)["tunnels"].empty());
+
+    const auto asked = tunnels_.asked.size();
+    EXPECT_EQ(call("GET", "/api/v1/admin/domains/tunnels?domain=ghost.example.com").status, 404);
+    EXPECT_EQ(call("GET", "/api/v1/admin/domains/tunnels").status, 400);
+    EXPECT_EQ(call("POST", "/api/v1/admin/domains/tunnels?domain=t.example.com").status, 405);
+    EXPECT_EQ(call("GET", "/api/v1/admin/domains/tunnels?domain=t.example.com", "", "").status,
+              401);
+    EXPECT_EQ(tunnels_.asked.size(), asked);
+
+    tunnels_.busy = true;
+    auto busy = call("GET", "/api/v1/admin/domains/tunnels?domain=t.example.com");
+    EXPECT_EQ(busy.status, 503);
+    EXPECT_FALSE(header(busy, "Retry-After").empty());
 }
 
 // The list pages with limit/after and reports total and next_after.

@@ -107,6 +107,31 @@ TEST(Metrics, HistogramBuckets) {
     EXPECT_TRUE(std::isnan(h.sum()));
 }
 
+// remove() drops a child from the exposition and frees its slot under the family's bound; the
+// overflow child stays; a later with() starts the series again from 0.
+TEST(Metrics, RemoveChild) {
+    MetricsRegistry reg;
+    auto& f = reg.gauge("hopgate_x", "x", {"d"}, 2);
+    f.with({"a"}).set(5);
+    f.with({"b"}).set(6);
+    f.with({"c"}).set(7);  // over the bound: lands on "_other"
+    EXPECT_EQ(f.child_count(), 3u);
+    f.remove({"a"});
+    f.remove({"missing"});
+    f.remove({"_other"});
+    EXPECT_EQ(f.child_count(), 2u);
+    std::string out;
+    f.render(out);
+    EXPECT_EQ(out.find("d=\"a\""), std::string::npos) << out;
+    EXPECT_NE(out.find("hopgate_x{d=\"b\"} 6"), std::string::npos) << out;
+    EXPECT_NE(out.find("hopgate_x{d=\"_other\"} 7"), std::string::npos) << out;
+    f.with({"c"}).set(1);  // a's slot is free again
+    out.clear();
+    f.render(out);
+    EXPECT_NE(out.find("hopgate_x{d=\"c\"} 1"), std::string::npos) << out;
+    EXPECT_EQ(f.with({"a"}).value(), 7);  // full again: "a" lands on "_other"
+}
+
 // Gauges go up and down; integer counters add exact amounts.
 TEST(Metrics, GaugeAndCounterArithmetic) {
     MetricsRegistry reg;
