@@ -199,8 +199,9 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         }
         auto https_ctx = tls::make_server_context(
             store, tls::Protocol::kTls,
-            use_acme ? std::vector<std::string>{"http/1.1", tls::kAlpnAcmeTls}
-                     : std::vector<std::string>{"http/1.1"});
+            // hopgate/1 last: TLS tunnels on the HTTPS port (handed to tls_server).
+            use_acme ? std::vector<std::string>{"http/1.1", tls::kAlpnAcmeTls, tls::kAlpnHopgate}
+                     : std::vector<std::string>{"http/1.1", tls::kAlpnHopgate});
         auto tunnel_ctx = tls::make_server_context(store, tls::Protocol::kTls);
         auto dtls_ctx = tls::make_server_context(store, tls::Protocol::kDtls);
 
@@ -229,6 +230,12 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             };
         }
         std::weak_ptr<Impl> weak = shared_from_this();
+        fo.tunnel_handoff = [weak](asio::ip::tcp::socket s, tls::SslPtr ssl) {
+            auto self = weak.lock();
+            if (self && self->tls_server) {
+                self->tls_server->adopt(std::move(s), std::move(ssl));
+            }
+        };
         front = std::make_unique<FrontDoor>(
             io, pool, fo,
             [weak](ControlRequest req, const std::string& ip,
