@@ -275,11 +275,16 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         dtls = open_listener("DTLS", dtls_ep, [&] {
             return std::make_unique<net::DtlsServer>(io, dtls_ep, dtls_ctx, to, on_tunnel);
         });
-        const auto tunnel_ep =
-            endpoint_of<asio::ip::tcp::endpoint>(cfg.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN");
-        tls_server = open_listener("TLS tunnels", tunnel_ep, [&] {
-            return std::make_unique<net::TlsServer>(io, tunnel_ep, tunnel_ctx, to, on_tunnel);
-        });
+        if (cfg.tunnel_listen.empty()) {
+            // No extra listener: TLS tunnels come only through the HTTPS port (ALPN hopgate/1).
+            tls_server = std::make_unique<net::TlsServer>(io, tunnel_ctx, to, on_tunnel);
+        } else {
+            const auto tunnel_ep = endpoint_of<asio::ip::tcp::endpoint>(
+                cfg.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN");
+            tls_server = open_listener("TLS tunnels", tunnel_ep, [&] {
+                return std::make_unique<net::TlsServer>(io, tunnel_ep, tunnel_ctx, to, on_tunnel);
+            });
+        }
         dtls->start();
         tls_server->start();
         trimmer = std::make_unique<MemoryTrimmer>(io, cfg.memory_trim_interval,

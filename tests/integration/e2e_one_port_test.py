@@ -4,7 +4,8 @@ takes TLS tunnels by ALPN hopgate/1, so a client given only the HTTPS port serve
 --transport tls, and `auto` tries DTLS on UDP at that port, then TLS on TCP at the same port.
 Visitors on that port keep getting HTTP; a TLS peer that negotiates hopgate/1 and then speaks
 HTTP is closed without hurting anybody; a client offering hopgate/1 to a TLS server that does
-not support it fails with a clear error. Usage: e2e_one_port_test.py <bin-dir>.
+not support it fails with a clear error; `--tunnel-listen off` leaves the HTTPS port as the only
+TLS tunnel entrance. Usage: e2e_one_port_test.py <bin-dir>.
 Every wait is bounded."""
 import http.server, os, socket, ssl, sys, threading, time
 
@@ -205,6 +206,17 @@ try:
     gw.terminate(n, "hopgate-client (server without hopgate/1)")
     stop.set()
     plain.close()
+    gw.terminate(server, "hopgate-server")
+
+    # 8. --tunnel-listen off: no extra listener at all; the HTTPS port alone carries TLS tunnels.
+    server = gw.start_server(["--tunnel-listen", "off"], log_name="server-off.log")
+    check(gw.ports.get("tunnel") == 0, f"--tunnel-listen off: no tunnel listener ({gw.ports})")
+    off = start_client(gw, key, "tls", gw.ports["https"], "client-off.log")
+    hit = established(gw, "client-off.log")
+    check(hit and hit[0].get("peer") == f"127.0.0.1:{gw.ports['https']}",
+          f"--tunnel-listen off: the TLS tunnel comes up on the HTTPS port ({hit[:1]})")
+    check(gw.wait_status("/", DOMAIN, 200), "--tunnel-listen off: GET through the tunnel -> 200")
+    gw.terminate(off, "hopgate-client (tunnel listener off)")
 finally:
     gw.stop_all()
     local.shutdown()
