@@ -82,8 +82,6 @@ void Agent::dial(net::TransportKind kind) {
     if (cfg_.transport == TransportChoice::kAuto && kind == net::TransportKind::kDtls) {
         o.handshake_timeout = cfg_.auto_dtls_timeout;
     }
-    log_.info("connecting", {{"server", cfg_.server_host}, {"transport", net::transport_name(kind)},
-                             {"attempt", attempts_}});
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(cfg_.server_host, ec);
     if (ec) {
@@ -96,14 +94,22 @@ void Agent::dial(net::TransportKind kind) {
         }
         addr = r.begin()->endpoint().address();
     }
+    // Where exactly: one address serves DTLS on UDP and TLS tunnels on TCP (the HTTPS port).
+    const std::uint16_t port = kind == net::TransportKind::kDtls ? cfg_.dtls_port : cfg_.tls_port;
+    log_.info("connecting", {{"server", cfg_.server_host},
+                             {"address", addr.to_string()},
+                             {"port", port},
+                             {"protocol", kind == net::TransportKind::kDtls ? "udp" : "tcp"},
+                             {"transport", net::transport_name(kind)},
+                             {"attempt", attempts_}});
     auto done = [this, kind](std::shared_ptr<net::Tunnel> t, const std::string& err) {
         on_dial(kind, std::move(t), err);
     };
     if (kind == net::TransportKind::kDtls) {
-        net::dial_dtls(io_, {addr, cfg_.dtls_port}, dtls_ctx_, cfg_.server_name, o,
+        net::dial_dtls(io_, {addr, port}, dtls_ctx_, cfg_.server_name, o,
                        forwarder_.get(), done);
     } else {
-        net::dial_tls(io_, {addr, cfg_.tls_port}, tls_ctx_, cfg_.server_name, o,
+        net::dial_tls(io_, {addr, port}, tls_ctx_, cfg_.server_name, o,
                       forwarder_.get(), done);
     }
 }

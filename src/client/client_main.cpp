@@ -22,10 +22,13 @@ using core::OptionType;
 core::ConfigSchema schema() {
     core::ConfigSchema s;
     s.add({.env = "HOP_CLIENT_SERVER_ADDR", .flag = "--server-addr", .type = OptionType::kAddress,
-           .help = "server host:port of the DTLS tunnel endpoint", .required = true});
+           .help = "server host:port: DTLS on UDP, TLS tunnels on TCP (the HTTPS port)",
+           .required = true});
     s.add({.env = "HOP_CLIENT_SERVER_TLS_PORT", .flag = "--server-tls-port",
-           .type = OptionType::kInt, .default_value = "7443",
-           .help = "TLS/TCP fallback port on the same host", .min = 1, .max = 65535});
+           .type = OptionType::kInt,
+           .help = "TLS/TCP tunnel port on the same host (default: the --server-addr port, where "
+                   "the server's HTTPS listener takes tunnels by ALPN hopgate/1)",
+           .min = 1, .max = 65535});
     s.add({.env = "HOP_CLIENT_SERVER_NAME", .flag = "--server-name", .default_value = "",
            .help = "name to verify in the server certificate (default: the server host)"});
     s.add({.env = "HOP_CLIENT_DOMAIN", .flag = "--domain", .help = "the domain this client serves",
@@ -142,7 +145,10 @@ int client_main(int argc, const char* const* argv) {
     const auto& server = cfg.get_address("HOP_CLIENT_SERVER_ADDR");
     a.server_host = server.host.empty() ? "127.0.0.1" : server.host;
     a.dtls_port = server.port;
-    a.tls_port = static_cast<std::uint16_t>(cfg.get_int("HOP_CLIENT_SERVER_TLS_PORT"));
+    // One public port serves both: DTLS on UDP, TLS tunnels on TCP by ALPN (the HTTPS port).
+    a.tls_port = cfg.has("HOP_CLIENT_SERVER_TLS_PORT")
+                     ? static_cast<std::uint16_t>(cfg.get_int("HOP_CLIENT_SERVER_TLS_PORT"))
+                     : server.port;
     a.server_name = cfg.get_string("HOP_CLIENT_SERVER_NAME");
     a.domain = cfg.get_string("HOP_CLIENT_DOMAIN");
     a.api_key = cfg.get_string("HOP_CLIENT_API_KEY");

@@ -105,7 +105,17 @@ TlsSocket::~TlsSocket() {
     SSL_free(ssl_);  // the BIO does not own the descriptor: sock_ closes it
 }
 
+SSL* TlsSocket::release(tcp::socket& out) {
+    out = std::move(sock_);
+    SSL* ssl = ssl_;
+    ssl_ = nullptr;
+    return ssl;
+}
+
 bool TlsSocket::release_buffers() {
+    if (ssl_ == nullptr) {
+        return false;
+    }
     SSL_set_mode(ssl_, SSL_MODE_RELEASE_BUFFERS);
     idle_ = true;
     return SSL_free_buffers(ssl_) == 1;

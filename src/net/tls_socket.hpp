@@ -65,6 +65,13 @@ class TlsSocket {
     // before it waits) until a read returns data. Returns true if they were freed now.
     bool release_buffers();
 
+    // Hands the TCP socket and the SSL over to a new owner (the front door's ALPN hopgate/1
+    // connections go to the TLS tunnel server) once the handshake is done and no operation is
+    // in flight. The SSL's BIO still names the socket's descriptor: the new owner replaces it
+    // before any further SSL call. Afterwards this TlsSocket is closed: every operation fails
+    // with bad_descriptor.
+    SSL* release(tcp::socket& out);
+
     // Handler: void(boost::system::error_code). A server waits until the socket is readable
     // before OpenSSL starts: the handshake state (a ~22 KiB message buffer and a write-buffering
     // BIO) then exists only once a ClientHello is coming, not for a connection that sends nothing.

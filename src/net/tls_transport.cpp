@@ -95,6 +95,9 @@ public:
     void start() {
         do_read();
         flush();
+        // An adopted connection's SSL may already hold records read ahead with the handshake.
+        read_plaintext();
+        flush();
     }
 
     void flush() override {
@@ -270,24 +273,28 @@ private:
             const std::size_t used = engine_->on_bytes(b);
             b = b.subspan(used);
             flush();  // creates the connection once the handshake is done
-            bool progress = used > 0;
-            if (conn_) {
-                for (;;) {
-                    auto r = engine_->read(plain_);
-                    if (!r || *r == 0) {
-                        break;
-                    }
-                    progress = true;
-                    conn_->on_stream_bytes(std::span<const std::uint8_t>(plain_).first(*r),
-                                           core::steady_now());
-                }
-            }
+            const bool progress = read_plaintext() || used > 0;
             if (!progress) {
                 fail("TLS input could not be processed");
                 return;
             }
         }
         flush();
+    }
+
+    // Decrypted bytes into the connection; true if there were any.
+    bool read_plaintext() {
+        bool any = false;
+        while (conn_ && !closed_) {
+            auto r = engine_->read(plain_);
+            if (!r || *r == 0) {
+                break;
+            }
+            any = true;
+            conn_->on_stream_bytes(std::span<const std::uint8_t>(plain_).first(*r),
+                                   core::steady_now());
+        }
+        return any;
     }
 
     void arm_timer() {
@@ -386,14 +393,16 @@ struct TlsServer::Impl : std::enable_shared_from_this<TlsServer::Impl> {
     AcceptBackoff backoff;
     bool stopped = false;
 
-    Impl(asio::io_context& io_, const tcp::endpoint& listen, tls::ContextPtr c, TransportOptions o,
-         NewTunnel cb)
+    Impl(asio::io_context& io_, const tcp::endpoint* listen, tls::ContextPtr c,
+         TransportOptions o, NewTunnel cb)
         : io(io_), acceptor(io_), ctx(std::move(c)), opts(std::move(o)), on_tunnel(std::move(cb)),
           backoff(io_.get_executor(), "tunnel_tls", opts.log) {
-        acceptor.open(listen.protocol());
-        acceptor.set_option(asio::socket_base::reuse_address(true));
-        acceptor.bind(listen);
-        acceptor.listen();
+        if (listen != nullptr) {
+            acceptor.open(listen->protocol());
+            acceptor.set_option(asio::socket_base::reuse_address(true));
+            acceptor.bind(*listen);
+            acceptor.listen();
+        }
     }
 
     void do_accept() {
@@ -414,12 +423,13 @@ struct TlsServer::Impl : std::enable_shared_from_this<TlsServer::Impl> {
         });
     }
 
-    void accepted(tcp::socket s) {
+    void accepted(tcp::socket s, tls::SslPtr established = nullptr) {
         if (live.size() >= opts.max_sessions) {
             return;  // socket closes as it goes out of scope
         }
-        auto engine = tls::TlsStreamEngine::server(ctx);
-        if (!engine) {
+        auto engine = established ? tls::TlsStreamEngine::adopt_server(ctx, std::move(established))
+                                  : tls::TlsStreamEngine::server(ctx);
+        if (!engine || engine->failed()) {
             return;
         }
         std::weak_ptr<Impl> weak = shared_from_this();
@@ -439,14 +449,35 @@ struct TlsServer::Impl : std::enable_shared_from_this<TlsServer::Impl> {
 
 TlsServer::TlsServer(asio::io_context& io, const tcp::endpoint& listen, tls::ContextPtr ctx,
                      TransportOptions opts, NewTunnel on_tunnel)
-    : impl_(std::make_shared<Impl>(io, listen, std::move(ctx), std::move(opts),
+    : impl_(std::make_shared<Impl>(io, &listen, std::move(ctx), std::move(opts),
                                    std::move(on_tunnel))) {}
+
+TlsServer::TlsServer(asio::io_context& io, tls::ContextPtr ctx, TransportOptions opts,
+                     NewTunnel on_tunnel)
+    : impl_(std::make_shared<Impl>(io, nullptr, std::move(ctx), std::move(opts),
+                                   std::move(on_tunnel))) {}
+
+void TlsServer::adopt(tcp::socket sock, tls::SslPtr ssl) {
+    if (impl_->stopped) {
+        return;  // the socket closes; the SSL is freed
+    }
+    impl_->accepted(std::move(sock), std::move(ssl));
+}
 
 TlsServer::~TlsServer() { stop(); }
 
-tcp::endpoint TlsServer::local_endpoint() const { return impl_->acceptor.local_endpoint(); }
+tcp::endpoint TlsServer::local_endpoint() const {
+    if (!impl_->acceptor.is_open()) {
+        return {};
+    }
+    return impl_->acceptor.local_endpoint();
+}
 
-void TlsServer::start() { impl_->do_accept(); }
+void TlsServer::start() {
+    if (impl_->acceptor.is_open()) {
+        impl_->do_accept();
+    }
+}
 
 void TlsServer::stop() {
     if (impl_->stopped) {

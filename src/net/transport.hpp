@@ -24,6 +24,7 @@
 #include "core/log.hpp"
 #include "net/tunnel.hpp"
 #include "tls/context.hpp"
+#include "tls/ossl.hpp"
 
 namespace hopgate::net {
 
@@ -99,9 +100,18 @@ class TlsServer {
 public:
     TlsServer(asio::io_context& io, const asio::ip::tcp::endpoint& listen, tls::ContextPtr ctx,
               TransportOptions opts, NewTunnel on_tunnel);
+    // Without a listener of its own: tunnels come only through adopt().
+    TlsServer(asio::io_context& io, tls::ContextPtr ctx, TransportOptions opts,
+              NewTunnel on_tunnel);
     ~TlsServer();
+    // The listener's address; a default endpoint (port 0) when there is none.
     asio::ip::tcp::endpoint local_endpoint() const;
     void start();
+    // Takes over a TCP connection whose TLS handshake another listener completed and whose
+    // negotiated ALPN is hopgate/1 (the HTTPS front door on a shared port): `ssl` is the
+    // established server SSL (its BIO is replaced). Counts against max_sessions like an accepted
+    // connection; refused (the connection closes) when full or stopped.
+    void adopt(asio::ip::tcp::socket sock, tls::SslPtr ssl);
     void stop();
     std::size_t tunnels() const;
 

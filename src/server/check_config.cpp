@@ -221,7 +221,12 @@ int check_server_config(const GatewayConfig& g_in, const core::Config& cfg, std:
     check_port<asio::ip::tcp>(r, io, g.https_listen, "HOP_SERVER_HTTPS_LISTEN", "HTTPS");
     check_port<asio::ip::tcp>(r, io, g.http_listen, "HOP_SERVER_HTTP_LISTEN", "HTTP");
     check_port<asio::ip::udp>(r, io, g.dtls_listen, "HOP_SERVER_DTLS_LISTEN", "DTLS");
-    check_port<asio::ip::tcp>(r, io, g.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN", "TLS tunnels");
+    if (g.tunnel_listen.empty()) {
+        r.ok("HOP_SERVER_TUNNEL_LISTEN: off (TLS tunnels on the HTTPS listener only)");
+    } else {
+        check_port<asio::ip::tcp>(r, io, g.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN",
+                                  "TLS tunnels");
+    }
     out << "\neffective configuration (secrets masked):\n" << cfg.describe();
     out << (r.failed() ? "\ncheck-config: FAILED\n" : "\ncheck-config: ok\n");
     return r.failed() ? 1 : 0;

@@ -236,17 +236,37 @@ public:
                                         self->abort_connection();
                                         return;
                                     }
+                                    if (self->alpn_is(tls::kAlpnHopgate)) {
+                                        self->hand_to_tunnel_server();
+                                        return;
+                                    }
                                     self->read_header();
                                 });
     }
 
     // A TLS-ALPN-01 validation handshake (`acme-tls/1` negotiated): no HTTP follows.
-    bool is_acme_validation() {
+    bool is_acme_validation() { return alpn_is(tls::kAlpnAcmeTls); }
+
+    bool alpn_is(std::string_view proto) {
         const unsigned char* sel = nullptr;
         unsigned int len = 0;
         SSL_get0_alpn_selected(stream_.native_handle(), &sel, &len);
-        return sel != nullptr &&
-               std::string_view(reinterpret_cast<const char*>(sel), len) == "acme-tls/1";
+        return sel != nullptr && std::string_view(reinterpret_cast<const char*>(sel), len) == proto;
+    }
+
+    // A TLS tunnel on the HTTPS port (ALPN hopgate/1): the socket and the established SSL go to
+    // the tunnel server; this session (and its visitor accounting) ends here.
+    void hand_to_tunnel_server() {
+        auto d = door_.lock();
+        if (!d || !d->opts.tunnel_handoff) {
+            abort_connection();
+            return;
+        }
+        ++timer_gen_;  // a pending deadline is stale now
+        timer_.cancel();
+        tcp::socket s(d->io);
+        tls::SslPtr ssl(stream_.release(s));
+        d->opts.tunnel_handoff(std::move(s), std::move(ssl));
     }
 
     // The front door stops: an idle connection closes now, a busy one after its response.

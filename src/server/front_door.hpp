@@ -31,6 +31,10 @@
 // docs/protocol.md §4.1 gets the visitor a 502 page and the stream a reset (0x107), and a
 // response body is held to its Content-Length (hopgate_proxy_bad_responses_total).
 //
+// One port for visitors and TLS tunnels: when the HTTPS context offers ALPN hopgate/1 and a
+// handshake negotiates it, the connection (socket and established SSL) goes to
+// `tunnel_handoff` (the TLS tunnel server) instead of HTTP; it stops counting as a visitor.
+//
 // Each request gets an id (the visitor's sane X-Request-Id or 16 random hex characters), sent in
 // the stream metadata and X-Request-Id both ways, and one access-log line ("request") when it
 // ends.
@@ -53,6 +57,7 @@
 #include "core/log.hpp"
 #include "net/tunnel.hpp"
 #include "tls/context.hpp"
+#include "tls/ossl.hpp"
 
 namespace hopgate::server {
 
@@ -99,6 +104,9 @@ struct FrontDoorOptions {
     // HOP_SERVER_TRUSTED_PROXIES: peers whose X-Forwarded-For / Forwarded chains (and other
     // client-address headers) are kept and extended; from any other peer they are dropped.
     admin::CidrList trusted_proxies;
+    // Takes a connection whose handshake negotiated ALPN hopgate/1 (a TLS tunnel on the HTTPS
+    // port). Null: such a connection is closed (the HTTPS context should not offer hopgate/1).
+    std::function<void(boost::asio::ip::tcp::socket, tls::SslPtr)> tunnel_handoff;
 };
 
 class FrontDoor {

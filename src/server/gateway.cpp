@@ -202,8 +202,9 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         }
         auto https_ctx = tls::make_server_context(
             store, tls::Protocol::kTls,
-            use_acme ? std::vector<std::string>{"http/1.1", tls::kAlpnAcmeTls}
-                     : std::vector<std::string>{"http/1.1"});
+            // hopgate/1 last: TLS tunnels on the HTTPS port (handed to tls_server).
+            use_acme ? std::vector<std::string>{"http/1.1", tls::kAlpnAcmeTls, tls::kAlpnHopgate}
+                     : std::vector<std::string>{"http/1.1", tls::kAlpnHopgate});
         auto tunnel_ctx = tls::make_server_context(store, tls::Protocol::kTls);
         auto dtls_ctx = tls::make_server_context(store, tls::Protocol::kDtls);
 
@@ -232,6 +233,12 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
             };
         }
         std::weak_ptr<Impl> weak = shared_from_this();
+        fo.tunnel_handoff = [weak](asio::ip::tcp::socket s, tls::SslPtr ssl) {
+            auto self = weak.lock();
+            if (self && self->tls_server) {
+                self->tls_server->adopt(std::move(s), std::move(ssl));
+            }
+        };
         front = std::make_unique<FrontDoor>(
             io, pool, fo,
             [weak](ControlRequest req, const std::string& ip,
@@ -271,11 +278,16 @@ struct Gateway::Impl : std::enable_shared_from_this<Gateway::Impl>, net::TunnelE
         dtls = open_listener("DTLS", dtls_ep, [&] {
             return std::make_unique<net::DtlsServer>(io, dtls_ep, dtls_ctx, to, on_tunnel);
         });
-        const auto tunnel_ep =
-            endpoint_of<asio::ip::tcp::endpoint>(cfg.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN");
-        tls_server = open_listener("TLS tunnels", tunnel_ep, [&] {
-            return std::make_unique<net::TlsServer>(io, tunnel_ep, tunnel_ctx, to, on_tunnel);
-        });
+        if (cfg.tunnel_listen.empty()) {
+            // No extra listener: TLS tunnels come only through the HTTPS port (ALPN hopgate/1).
+            tls_server = std::make_unique<net::TlsServer>(io, tunnel_ctx, to, on_tunnel);
+        } else {
+            const auto tunnel_ep = endpoint_of<asio::ip::tcp::endpoint>(
+                cfg.tunnel_listen, "HOP_SERVER_TUNNEL_LISTEN");
+            tls_server = open_listener("TLS tunnels", tunnel_ep, [&] {
+                return std::make_unique<net::TlsServer>(io, tunnel_ep, tunnel_ctx, to, on_tunnel);
+            });
+        }
         dtls->start();
         tls_server->start();
         trimmer = std::make_unique<MemoryTrimmer>(io, cfg.memory_trim_interval,

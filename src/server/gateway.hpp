@@ -22,7 +22,7 @@ struct GatewayConfig {
     std::string http_listen = ":80";
     std::string https_listen = ":443";
     std::string dtls_listen = ":443";
-    std::string tunnel_listen = ":7443";
+    std::string tunnel_listen = ":7443";  // empty: no extra TLS tunnel listener (HTTPS port only)
     std::string control_domain = "localhost";
     std::vector<std::string> proxy_domains;
     bool debug = false;

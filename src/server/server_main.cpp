@@ -30,9 +30,9 @@ core::ConfigSchema schema() {
            .help = "HTTPS listener: visitors, admin API, /metrics"});
     s.add({.env = "HOP_SERVER_DTLS_LISTEN", .flag = "--dtls-listen", .type = OptionType::kAddress,
            .default_value = ":443", .help = "DTLS/UDP tunnel listener"});
-    s.add({.env = "HOP_SERVER_TUNNEL_LISTEN", .flag = "--tunnel-listen",
-           .type = OptionType::kAddress, .default_value = ":7443",
-           .help = "TLS/TCP tunnel listener (fallback for networks that block UDP)"});
+    s.add({.env = "HOP_SERVER_TUNNEL_LISTEN", .flag = "--tunnel-listen", .default_value = ":7443",
+           .help = "extra TLS/TCP tunnel listener <host:port>, or `off` (TLS tunnels are also "
+                   "accepted on the HTTPS listener by ALPN hopgate/1)"});
     s.add({.env = "HOP_SERVER_DOMAIN", .flag = "--domain", .default_value = "localhost",
            .help = "control domain: admin API, /metrics, status page"});
     s.add({.env = "HOP_SERVER_PROXY_DOMAINS", .flag = "--proxy-domains",
@@ -356,7 +356,18 @@ int server_main(int argc, const char* const* argv) {
     g.http_listen = cfg.get_address("HOP_SERVER_HTTP_LISTEN").to_string();
     g.https_listen = cfg.get_address("HOP_SERVER_HTTPS_LISTEN").to_string();
     g.dtls_listen = cfg.get_address("HOP_SERVER_DTLS_LISTEN").to_string();
-    g.tunnel_listen = cfg.get_address("HOP_SERVER_TUNNEL_LISTEN").to_string();
+    if (const std::string& tl = cfg.get_string("HOP_SERVER_TUNNEL_LISTEN"); tl != "off") {
+        std::string why;
+        auto a = core::parse_listen_address(tl, &why);
+        if (!a) {
+            std::cerr << "hopgate-server: HOP_SERVER_TUNNEL_LISTEN: " << why
+                      << " (want host:port or off)\n";
+            return 1;
+        }
+        g.tunnel_listen = a->to_string();
+    } else {
+        g.tunnel_listen.clear();  // TLS tunnels only on the HTTPS listener (ALPN hopgate/1)
+    }
     g.control_domain = cfg.get_string("HOP_SERVER_DOMAIN");
     g.proxy_domains = cfg.get_list("HOP_SERVER_PROXY_DOMAINS");
     g.debug = cfg.get_bool("HOP_SERVER_DEBUG");

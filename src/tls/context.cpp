@@ -140,6 +140,11 @@ int alpn_select_cb(SSL* ssl, const unsigned char** out, unsigned char* outlen,
             if (clen == len && std::equal(ours, ours + len, in + j + 1)) {
                 *out = in + j + 1;
                 *outlen = clen;
+                if (std::string_view(reinterpret_cast<const char*>(ours), len) == kAlpnHopgate) {
+                    // A tunnel on a shared port (HTTPS): no session ticket, as on the
+                    // tunnel listener; nothing follows the handshake before tunnel data.
+                    SSL_set_num_tickets(ssl, 0);
+                }
                 return SSL_TLSEXT_ERR_OK;
             }
             j += 1u + clen;
@@ -246,8 +251,9 @@ Context::Context(SslCtxPtr ctx, Protocol p, std::shared_ptr<CertStore> store, bo
             SSL_CTX_set_cookie_verify_cb(c, cookie_verify_cb);
         }
         // Tunnel clients do not resume sessions: a ticket would only add a ~200-byte message
-        // to the last flight. Other protocols (the HTTPS front door) keep tickets.
-        if (std::find(alpn_.begin(), alpn_.end(), kAlpnHopgate) != alpn_.end()) {
+        // to the last flight. Other protocols (the HTTPS front door, which may offer hopgate/1
+        // after http/1.1) keep tickets; alpn_select_cb drops them for a hopgate/1 handshake.
+        if (!alpn_.empty() && alpn_.front() == kAlpnHopgate) {
             SSL_CTX_set_options(c, SSL_OP_NO_TICKET);
             SSL_CTX_set_num_tickets(c, 0);
         }

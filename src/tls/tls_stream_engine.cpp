@@ -28,6 +28,30 @@ std::unique_ptr<TlsStreamEngine> TlsStreamEngine::server(ContextPtr ctx, TlsStre
     return e;
 }
 
+std::unique_ptr<TlsStreamEngine> TlsStreamEngine::adopt_server(ContextPtr ctx, SslPtr ssl,
+                                                               TlsStreamOptions opts) {
+    auto e = std::make_unique<TlsStreamEngine>(PrivateTag{}, std::move(ctx), true, opts);
+    if (!ssl || SSL_is_init_finished(ssl.get()) != 1 || SSL_is_server(ssl.get()) != 1) {
+        e->fail(Errc::kInvalidArgument, "no completed server handshake to adopt");
+        return e;
+    }
+    e->ssl_ = std::move(ssl);
+    e->rbio_ = BIO_new(BIO_s_mem());
+    e->wbio_ = BIO_new(BIO_s_mem());
+    if (e->rbio_ == nullptr || e->wbio_ == nullptr) {
+        BIO_free(e->rbio_);
+        BIO_free(e->wbio_);
+        e->rbio_ = e->wbio_ = nullptr;
+        e->fail(Errc::kInternal, "BIO_new: " + drain_openssl_errors());
+        return e;
+    }
+    BIO_set_mem_eof_return(e->rbio_, -1);
+    SSL_set_bio(e->ssl_.get(), e->rbio_, e->wbio_);  // frees the previous owner's BIO
+    SSL_clear_mode(e->ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
+    e->done_ = true;
+    return e;
+}
+
 TlsStreamEngine::TlsStreamEngine(PrivateTag, ContextPtr ctx, bool server, TlsStreamOptions opts)
     : ctx_(std::move(ctx)), server_(server), opts_(opts) {}
 

@@ -39,6 +39,12 @@ class TlsStreamEngine {
     static std::unique_ptr<TlsStreamEngine> client(ContextPtr ctx, std::string_view server_name,
                                                    TlsStreamOptions opts = {});
     static std::unique_ptr<TlsStreamEngine> server(ContextPtr ctx, TlsStreamOptions opts = {});
+    // Takes over a server-side SSL whose handshake another owner completed on the same TCP
+    // connection (the HTTPS front door, ALPN hopgate/1): its BIOs are replaced by memory BIOs;
+    // records it already read ahead stay in its buffer and come out of read(). `ctx` is kept for
+    // its lifetime only. Fails (failed()) if `ssl` is null or its handshake is not done.
+    static std::unique_ptr<TlsStreamEngine> adopt_server(ContextPtr ctx, SslPtr ssl,
+                                                         TlsStreamOptions opts = {});
 
     TlsStreamEngine(const TlsStreamEngine&) = delete;
     TlsStreamEngine& operator=(const TlsStreamEngine&) = delete;

@@ -144,5 +144,83 @@ TEST(TlsStreamEngine, CorruptionFails) {
     EXPECT_EQ(r.error(), make_error_code(Errc::kProtocol));
 }
 
+// A server SSL on its own memory BIOs with read-ahead (as the HTTPS front door's TlsSocket):
+// completes a handshake with `c`; the client's first application bytes go in the same flight as
+// its Finished. Returns the SSL (handshake done) or null.
+SslPtr handshake_elsewhere(ContextPtr https, TlsStreamEngine& c, const Bytes& early) {
+    SslPtr ssl(SSL_new(https->native()));
+    BIO* rbio = BIO_new(BIO_s_mem());
+    BIO* wbio = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(rbio, -1);
+    SSL_set_bio(ssl.get(), rbio, wbio);
+    SSL_set_accept_state(ssl.get());
+    SSL_set_read_ahead(ssl.get(), 1);
+    Bytes buf(kBuf);
+    bool sent_early = false;
+    for (int i = 0; i < 20 && SSL_is_init_finished(ssl.get()) != 1; ++i) {
+        if (c.handshake_done() && !sent_early) {
+            EXPECT_EQ(*c.write(early), early.size());
+            sent_early = true;
+        }
+        for (std::size_t n; (n = c.pop_bytes(buf)) > 0;) {
+            BIO_write(rbio, buf.data(), static_cast<int>(n));
+        }
+        (void)SSL_do_handshake(ssl.get());
+        for (int n; (n = BIO_read(wbio, buf.data(), static_cast<int>(buf.size()))) > 0;) {
+            EXPECT_EQ(c.on_bytes({buf.data(), static_cast<std::size_t>(n)}),
+                      static_cast<std::size_t>(n));
+        }
+        Bytes none(16);
+        (void)c.read(none);
+    }
+    if (SSL_is_init_finished(ssl.get()) != 1 || !c.handshake_done()) {
+        return nullptr;
+    }
+    // Read-ahead took the client's early record out of the BIO (the front door's socket BIO
+    // leaves nothing behind in the kernel either): it sits in the SSL's own buffer.
+    EXPECT_EQ(BIO_ctrl_pending(rbio), 0u);
+    return ssl;
+}
+
+// Pins: an SSL whose handshake the HTTPS front door completed (ALPN hopgate/1 chosen from
+// http/1.1 + hopgate/1) is adopted by a tunnel engine: the record read ahead with the handshake
+// comes out of read(), and data flows both ways over the new memory BIOs.
+TEST(TlsStreamEngine, AdoptsAHandshakeDoneElsewhereWithReadAheadData) {
+    auto https = make_server_context(server_identity().cert_pem, server_identity().key_pem,
+                                     Protocol::kTls, {"http/1.1", kAlpnHopgate});
+    auto c = TlsStreamEngine::client(tls_client(), "tunnel.example.com");
+    const Bytes early = {'h', 'e', 'l', 'l', 'o'};
+    SslPtr ssl = handshake_elsewhere(https, *c, early);
+    ASSERT_TRUE(ssl) << c->error();
+    EXPECT_EQ(c->alpn(), kAlpnHopgate);
+    auto s = TlsStreamEngine::adopt_server(tls_server(), std::move(ssl));
+    ASSERT_FALSE(s->failed()) << s->error();
+    EXPECT_TRUE(s->handshake_done());
+    EXPECT_EQ(s->alpn(), kAlpnHopgate);
+    Bytes buf(kBuf);
+    auto r = s->read(buf);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(Bytes(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*r)), early);
+    const Bytes reply = {'w', 'o', 'r', 'l', 'd'};
+    EXPECT_EQ(*s->write(reply), reply.size());
+    for (std::size_t n; (n = s->pop_bytes(buf)) > 0;) {
+        EXPECT_EQ(c->on_bytes({buf.data(), n}), n);
+    }
+    auto rc = c->read(buf);
+    ASSERT_TRUE(rc);
+    EXPECT_EQ(Bytes(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(*rc)), reply);
+}
+
+// Pins: nothing to adopt (null, or a handshake not finished) is a failed engine, not a crash.
+TEST(TlsStreamEngine, AdoptRefusesAnUnfinishedHandshake) {
+    EXPECT_TRUE(TlsStreamEngine::adopt_server(tls_server(), nullptr)->failed());
+    SslPtr fresh(SSL_new(tls_server()->native()));
+    SSL_set_accept_state(fresh.get());
+    auto e = TlsStreamEngine::adopt_server(tls_server(), std::move(fresh));
+    EXPECT_TRUE(e->failed());
+    Bytes buf(16);
+    EXPECT_FALSE(e->read(buf));
+}
+
 }  // namespace
 }  // namespace hopgate::tls::test
