@@ -9,25 +9,12 @@ TLS tunnel entrance. Usage: e2e_one_port_test.py <bin-dir>.
 Every wait is bounded."""
 import http.server, os, socket, ssl, sys, threading, time
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, start_local_service
 
 BIN = sys.argv[1]
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
 DOMAIN = "app.example.com"
 
-
-class Local(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        body = b"hello through one port"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 def start_client(gw, key, transport, port, log_name):
@@ -58,8 +45,7 @@ def dials(gw, name):
             for l in gw.log_lines(name) if l.get("msg") == "connecting"]
 
 
-local = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Local)
-threading.Thread(target=local.serve_forever, daemon=True).start()
+local = start_local_service(b"hello through one port")
 gw = Gateway(BIN, "hopgate-one-port-", ADMIN_KEY)
 
 try:

@@ -8,29 +8,15 @@ names the stored certificate does not cover generates a new one and says why.
 Usage: e2e_restart_test.py <bin-dir> <dtls|tls>. Every wait is bounded."""
 import http.server, json, os, sys, threading
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, start_local_service
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "restart-admin-key-0123456789abcdef"
 DOMAIN = "app.example.com"
 
 
-class Local(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        body = b"still here"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-local = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Local)
-threading.Thread(target=local.serve_forever, daemon=True).start()
+local = start_local_service(b"still here")
 gw = Gateway(BIN, "hopgate-restart-", ADMIN_KEY)
 
 

@@ -4,7 +4,7 @@ HTTPS requests and admin calls against it, starting hopgate-client, and the fina
 
 The test scripts are run as `python3 <dir>/<script>.py`, so this module is importable from their
 directory. Every wait here is bounded."""
-import http.client, json, os, shutil, signal, ssl, subprocess, sys, tempfile, time
+import http.client, http.server, json, os, shutil, signal, ssl, subprocess, sys, tempfile, threading, time
 
 failures = []
 
@@ -15,6 +15,28 @@ def check(cond, what):
     if not cond:
         failures.append(what)
     return cond
+
+
+def start_local_service(body):
+    """A local HTTP/1.1 service on 127.0.0.1 (a free port) that answers every GET with 200 and
+    `body`; runs in daemon threads. Returns the server (`.server_address[1]` is its port;
+    `.shutdown()` stops it)."""
+
+    class Local(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Local)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 class Gateway:

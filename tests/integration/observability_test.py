@@ -11,7 +11,7 @@ a few requests, then:
 Usage: observability_test.py <bin-dir> <source-dir> <dtls|tls>. Every wait is bounded."""
 import datetime, http.server, json, os, re, subprocess, sys, threading, time
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, start_local_service
 
 BIN, SRC, TRANSPORT = sys.argv[1], sys.argv[2], sys.argv[3]
 ADMIN_KEY = "obs-admin-key-0123456789abcdef"
@@ -20,19 +20,6 @@ DOMAIN = "obs.example.com"
 # below is unreachable). They must still be declared (# TYPE).
 MAY_BE_EMPTY = {"hopgate_acme_certificate_expiry_timestamp_seconds", "hopgate_acme_orders_total"}
 
-
-class Local(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        body = b"hello observability"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 def parse_exposition(text):
@@ -127,8 +114,7 @@ def exported(name, types, samples):
     return family in MAY_BE_EMPTY or bool(samples.get(name))
 
 
-local = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Local)
-threading.Thread(target=local.serve_forever, daemon=True).start()
+local = start_local_service(b"hello observability")
 gw = Gateway(BIN, "hopgate-obs-", ADMIN_KEY)
 
 try:

@@ -5,29 +5,15 @@ pages are served at once; the log level follows .env; a broken certificate file 
 running certificate kept. Usage: reload_test.py <bin-dir> <dtls|tls>."""
 import hashlib, http.client, http.server, json, os, shutil, signal, socket, ssl, subprocess, sys, threading, time
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, start_local_service
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "reload-admin-key-0123456789abcdef"
 DOMAIN = "app.gw.example.com"
 
 
-class Local(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        body = b"served"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-local = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Local)
-threading.Thread(target=local.serve_forever, daemon=True).start()
+local = start_local_service(b"served")
 gw = Gateway(BIN, "hopgate-reload-", ADMIN_KEY)
 work = gw.work
 
