@@ -35,6 +35,8 @@ namespace hopgate::net {
 
 class LokiPusher : public std::enable_shared_from_this<LokiPusher> {
 public:
+    // What main() gives finish() at shutdown (SIGTERM): a stop is never held up longer.
+    static constexpr std::chrono::milliseconds kFinalFlush{2000};
     struct Options {
         std::chrono::milliseconds interval{1000};
         std::size_t batch_lines = 1000;
