@@ -182,6 +182,9 @@ void LokiQueue::push(std::string_view text, std::chrono::system_clock::time_poin
             }
             bytes_ += e.line.size();
             lines_.push_back(std::move(e));
+            if (on_full_batch_ && lines_.size() == notify_at_) {
+                on_full_batch_();
+            }
         }
     }
     if (dropped != 0) {
@@ -204,6 +207,12 @@ std::vector<LokiEntry> LokiQueue::take(std::size_t max_lines, std::size_t max_by
         lines_.pop_front();
     }
     return out;
+}
+
+void LokiQueue::set_on_full_batch(std::size_t threshold, std::function<void()> fn) {
+    std::lock_guard lock(mu_);
+    notify_at_ = threshold;
+    on_full_batch_ = std::move(fn);
 }
 
 std::size_t LokiQueue::size() const {

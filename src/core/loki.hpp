@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -84,6 +85,11 @@ public:
     // Lines dropped because the queue was full (or a line was larger than max_bytes).
     std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
+    // `fn` is called (under the queue's lock: it must be quick and must not touch the queue or
+    // log; posting to an event loop is fine) whenever a push makes the queue reach
+    // `threshold` lines, so a pusher can send a full batch before its timer fires. Empty = none.
+    void set_on_full_batch(std::size_t threshold, std::function<void()> fn);
+
     // A log sink that hands each write to `next` and then to this queue. The queue must outlive
     // the sink (hold it in a shared_ptr).
     static LogSink tee(std::shared_ptr<LokiQueue> q, LogSink next);
@@ -93,6 +99,8 @@ private:
     mutable std::mutex mu_;
     std::deque<LokiEntry> lines_;  // guarded by mu_
     std::size_t bytes_ = 0;        // guarded by mu_
+    std::size_t notify_at_ = 0;           // guarded by mu_
+    std::function<void()> on_full_batch_;  // guarded by mu_
     std::atomic<std::uint64_t> dropped_{0};
 };
 

@@ -163,13 +163,24 @@ void LokiPusher::start() {
                                 std::to_string(settings_.endpoint.port) +
                                 settings_.endpoint.target},
                {"tenant", settings_.tenant_id}});
+    // A full batch goes out at once rather than at the next tick (unless backing off).
+    queue_->set_on_full_batch(opt_.batch_lines, [self = weak_from_this(), &io = io_] {
+        asio::post(io, [self] {
+            if (auto p = self.lock(); p && p->failures_ == 0) {
+                p->tick();
+            }
+        });
+    });
     arm(opt_.interval);
 }
 
 void LokiPusher::stop() {
     stopped_ = true;
+    queue_->set_on_full_batch(0, {});
     timer_.cancel();
 }
+
+LokiPusher::~LokiPusher() { queue_->set_on_full_batch(0, {}); }
 
 void LokiPusher::arm(std::chrono::milliseconds after) {
     if (stopped_) {

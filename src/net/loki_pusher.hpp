@@ -10,7 +10,7 @@
 //   io.run();
 //   pusher->finish(std::chrono::seconds(2));   // after the loop: bounded final flush
 //
-// Behaviour: every `interval` (sooner while a full batch is waiting) one request carries up to
+// Behaviour: every `interval`, and as soon as batch_lines lines wait, one request carries up to
 // batch_lines lines / batch_bytes bytes. A failed push (connection error, timeout, 5xx, 408,
 // 429) is retried with the same batch after an exponential backoff (backoff_base doubling up to
 // backoff_cap); lines that arrive meanwhile wait in the bounded queue, which drops its oldest
@@ -51,6 +51,10 @@ public:
     LokiPusher(boost::asio::io_context& io, core::LokiSettings settings,
                std::shared_ptr<core::LokiQueue> queue, core::Logger log)
         : LokiPusher(io, std::move(settings), std::move(queue), std::move(log), Options{}) {}
+
+    ~LokiPusher();
+    LokiPusher(const LokiPusher&) = delete;
+    LokiPusher& operator=(const LokiPusher&) = delete;
 
     // Registers hopgate_loki_pushed_lines_total, hopgate_loki_dropped_lines_total,
     // hopgate_loki_push_failures_total and hopgate_loki_queue_lines. Before start().

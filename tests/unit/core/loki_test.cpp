@@ -72,6 +72,24 @@ TEST(LokiQueue, BatchesByLinesAndBytes) {
     EXPECT_TRUE(q.take(100, 1000).empty());
 }
 
+// The full-batch hook fires once when the queue reaches the threshold, not on every line.
+TEST(LokiQueue, FullBatchHookFiresAtThreshold) {
+    LokiQueue q({.max_lines = 100, .max_bytes = 1000});
+    int calls = 0;
+    q.set_on_full_batch(3, [&] { ++calls; });
+    q.push("a\nb\n", at_ns(1));
+    EXPECT_EQ(calls, 0);
+    q.push("c\nd\n", at_ns(2));
+    EXPECT_EQ(calls, 1);
+    (void)q.take(100, 1000);
+    q.push("e\nf\ng\n", at_ns(3));
+    EXPECT_EQ(calls, 2);
+    q.set_on_full_batch(0, {});
+    (void)q.take(100, 1000);
+    q.push("h\ni\nj\n", at_ns(4));
+    EXPECT_EQ(calls, 2);
+}
+
 // The tee sink forwards every write to the next sink and queues it.
 TEST(LokiQueue, TeeForwardsAndQueues) {
     auto q = std::make_shared<LokiQueue>(LokiQueue::Limits{});
