@@ -229,7 +229,7 @@ int server_main(int argc, const char* const* argv) {
     std::vector<std::string> sub_args(argv + sub, argv + argc);  // "domain", "add", ...
     core::Config cfg;
     try {
-        // Every unknown HOP_* key is reported (HOP_LOKI_*, a typo in HOP_DB_*), except the
+        // Every unknown HOP_* key is reported (a typo in HOP_DB_*, HOP_LOKKI_*), except the
         // client's, which may share the environment or .env.
         cfg = core::load_process_config(sch, sub, argv, "HOP_", {"HOP_CLIENT_"});
     } catch (const core::ConfigError& e) {
