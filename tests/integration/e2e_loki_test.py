@@ -140,19 +140,21 @@ try:
         first = [p for p in pushes if p["status"] < 300]
     check(first and all(p["path"] == "/loki/api/v1/push" for p in first),
           "every push is POST /loki/api/v1/push (base URL and full push URL)")
-    check(all(p["headers"].get("Content-Type") == "application/json" for p in first),
+    check(bool(first) and all(p["headers"].get("Content-Type") == "application/json" for p in first),
           "Content-Type: application/json")
-    check(all(p["headers"].get("X-Scope-OrgID") == TENANT for p in first), "X-Scope-OrgID")
+    check(bool(first) and all(p["headers"].get("X-Scope-OrgID") == TENANT for p in first),
+          "X-Scope-OrgID")
     want_auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    check(all(p["headers"].get("Authorization") == want_auth for p in first), "Basic auth")
-    check(all(p["body"] is not None for p in first), "every push body is JSON")
+    check(bool(first) and all(p["headers"].get("Authorization") == want_auth for p in first),
+          "Basic auth")
+    check(bool(first) and all(p["body"] is not None for p in first), "every push body is JSON")
     server_entries = accepted_entries("server")
     labels = {json.dumps(e[0], sort_keys=True) for e in server_entries}
     check(labels == {json.dumps({"app": "hopgate", "component": "server", "env": "test",
                                  "region": "local"}, sort_keys=True)},
           f"server stream labels: app, component, static labels ({labels})")
     now_ns = time.time_ns()
-    ts_ok = all(isinstance(e[1], str) and e[1].isdigit() and
+    ts_ok = bool(server_entries) and all(isinstance(e[1], str) and e[1].isdigit() and
                 abs(int(e[1]) - now_ns) < 300 * 10**9 for e in server_entries)
     check(ts_ok, "timestamps are Unix nanoseconds as strings, near now")
     check(wait_for(lambda: any(e[2] and e[2].get("msg") == "tunnel established"
