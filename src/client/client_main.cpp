@@ -163,6 +163,14 @@ int client_main(int argc, const char* const* argv) {
         std::cerr << "hopgate-client: --transport: must be dtls, tls or auto\n";
         return 1;
     }
+    // Checked before check-config runs, so that it reports a bad HOP_LOKI_* too (exit 1).
+    std::optional<core::LokiSettings> loki;
+    try {
+        loki = core::loki_settings_from_config(cfg, "client");
+    } catch (const core::ConfigError& e) {
+        std::cerr << "hopgate-client: configuration error:\n" << e.what() << "\n";
+        return 1;
+    }
     const auto& pos = cfg.positional();
     if (!pos.empty()) {
         if (pos[0] == "check-config") {
@@ -171,13 +179,6 @@ int client_main(int argc, const char* const* argv) {
         std::cerr << "hopgate-client: unknown subcommand \"" << pos[0]
                   << "\" (check-config, or see --help)\n";
         return 2;
-    }
-    std::optional<core::LokiSettings> loki;
-    try {
-        loki = core::loki_settings_from_config(cfg, "client");
-    } catch (const core::ConfigError& e) {
-        std::cerr << "hopgate-client: configuration error:\n" << e.what() << "\n";
-        return 1;
     }
     auto loki_queue =
         loki ? std::make_shared<core::LokiQueue>(core::LokiQueue::Limits{}) : nullptr;

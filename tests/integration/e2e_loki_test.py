@@ -225,6 +225,27 @@ try:
     print(f"     stop with a silent Loki took {took:.2f} s")
     check(took < 10, f"the stop is bounded although Loki never answers ({took:.2f} s < 10 s)")
     silent.close()
+
+    # --- settings: errors name the setting; check-config masks the password -------------------
+    import subprocess
+    bad = subprocess.run([f"{BIN}/hopgate-server", "check-config"], cwd=gw.work, timeout=30,
+                         capture_output=True, text=True,
+                         env=loki_env("https://loki.example:3100"))
+    check(bad.returncode == 1 and "HOP_LOKI_ENDPOINT" in bad.stderr,
+          f"an https:// endpoint is refused naming HOP_LOKI_ENDPOINT (exit {bad.returncode})")
+    bad = subprocess.run([f"{BIN}/hopgate-client", "--server-addr", "127.0.0.1:1", "--domain",
+                          DOMAIN, "--api-key", "k", "check-config"], cwd=gw.work, timeout=30,
+                         capture_output=True, text=True,
+                         env=loki_env(endpoint, "not a label"))
+    check(bad.returncode == 1 and "HOP_LOKI_STATIC_LABELS" in bad.stderr,
+          f"client check-config refuses bad HOP_LOKI_STATIC_LABELS (exit {bad.returncode})")
+    good = subprocess.run([f"{BIN}/hopgate-client", "--server-addr", "127.0.0.1:1", "--domain",
+                           DOMAIN, "--api-key", "k", "check-config"], cwd=gw.work, timeout=30,
+                          capture_output=True, text=True, env=loki_env(endpoint))
+    check(good.returncode == 0 and "HOP_LOKI_PASSWORD=<redacted>" in good.stdout and
+          PASSWORD not in good.stdout + good.stderr,
+          f"client check-config accepts the Loki settings and masks the password "
+          f"(exit {good.returncode})")
 finally:
     gw.stop_all()
 gw.finish()
