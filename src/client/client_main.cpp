@@ -9,6 +9,8 @@
 
 #include "client/agent.hpp"
 #include "core/config.hpp"
+#include "core/loki.hpp"
+#include "net/loki_pusher.hpp"
 #include "core/version.hpp"
 #include "tls/certs.hpp"
 #include "proto/frame.hpp"
@@ -49,6 +51,7 @@ core::ConfigSchema schema() {
            .default_value = "false", .help = "debug logging (does not disable verification)"});
     s.add({.env = "HOP_LOG_LEVEL", .flag = "--log-level", .default_value = "info",
            .help = "debug, info, warn or error"});
+    core::add_loki_options(s);
     return s;
 }
 
@@ -166,6 +169,14 @@ int client_main(int argc, const char* const* argv) {
         std::cerr << "hopgate-client: --transport: must be dtls, tls or auto\n";
         return 1;
     }
+    // Checked before check-config runs, so that it reports a bad HOP_LOKI_* too (exit 1).
+    std::optional<core::LokiSettings> loki;
+    try {
+        loki = core::loki_settings_from_config(cfg, "client");
+    } catch (const core::ConfigError& e) {
+        std::cerr << "hopgate-client: configuration error:\n" << e.what() << "\n";
+        return 1;
+    }
     const auto& pos = cfg.positional();
     if (!pos.empty()) {
         if (pos[0] == "check-config") {
@@ -175,7 +186,10 @@ int client_main(int argc, const char* const* argv) {
                   << "\" (check-config, or see --help)\n";
         return 2;
     }
-    auto out = std::make_shared<core::LogOutput>(*level);
+    auto loki_queue =
+        loki ? std::make_shared<core::LokiQueue>(core::LokiQueue::Limits{}) : nullptr;
+    auto out = std::make_shared<core::LogOutput>(
+        *level, loki_queue ? core::LokiQueue::tee(loki_queue, core::stderr_sink()) : core::LogSink{});
     core::Logger log(out, "client");
     for (const auto& w : cfg.warnings()) {
         log.warn(w);
@@ -191,6 +205,12 @@ int client_main(int argc, const char* const* argv) {
         std::cerr << "hopgate-client: " << e.what() << "\n";
         return 1;
     }
+    std::shared_ptr<net::LokiPusher> loki_pusher;
+    if (loki) {
+        loki_pusher = std::make_shared<net::LokiPusher>(io, *loki, loki_queue,
+                                                        log.with_component("loki"));
+        loki_pusher->start();
+    }
     agent->start();
     signals.async_wait([&](const boost::system::error_code& ec, int) {
         if (!ec) {
@@ -202,6 +222,9 @@ int client_main(int argc, const char* const* argv) {
     out->set_deferred([&io, o = out.get()] { boost::asio::post(io, [o] { o->flush(); }); });
     io.run();
     out->set_deferred({});
+    if (loki_pusher) {
+        loki_pusher->finish(net::LokiPusher::kFinalFlush);
+    }
     return 0;
 }
 

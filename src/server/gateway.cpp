@@ -619,6 +619,7 @@ std::uint16_t Gateway::dtls_port() const { return impl_->dtls_port; }
 std::uint16_t Gateway::tunnel_port() const { return impl_->tunnel_port; }
 const std::string& Gateway::certificate_path() const { return impl_->cert_path; }
 std::size_t Gateway::tunnels() const { return impl_->pool.size(); }
+core::MetricsRegistry& Gateway::metrics_registry() { return impl_->registry_metrics; }
 
 void Gateway::shutdown(std::chrono::seconds drain, std::function<void()> done) {
     impl_->shutdown(drain, std::move(done));

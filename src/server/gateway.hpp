@@ -95,6 +95,9 @@ public:
     std::string reload(const GatewayConfig& fresh);
 
     std::size_t tunnels() const;
+    // The registry /metrics renders; other subsystems of the process (the Loki pusher) add
+    // their families to it at start-up.
+    core::MetricsRegistry& metrics_registry();
     struct Impl;
 
 private:

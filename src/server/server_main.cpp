@@ -11,6 +11,8 @@
 #include "core/version.hpp"
 #include "proto/frame.hpp"
 #include "core/log.hpp"
+#include "core/loki.hpp"
+#include "net/loki_pusher.hpp"
 #include "registry/factory.hpp"
 #include "server/check_config.hpp"
 #include "server/gateway.hpp"
@@ -188,6 +190,7 @@ core::ConfigSchema schema() {
            .help = "directory of files served under /__hopgate_assets__/"});
     s.add({.env = "HOP_LOG_LEVEL", .flag = "--log-level", .default_value = "info",
            .help = "debug, info, warn or error"});
+    core::add_loki_options(s);
     return s;
 }
 
@@ -226,7 +229,7 @@ int server_main(int argc, const char* const* argv) {
     std::vector<std::string> sub_args(argv + sub, argv + argc);  // "domain", "add", ...
     core::Config cfg;
     try {
-        // Every unknown HOP_* key is reported (HOP_LOKI_*, a typo in HOP_DB_*), except the
+        // Every unknown HOP_* key is reported (a typo in HOP_DB_*, HOP_LOKKI_*), except the
         // client's, which may share the environment or .env.
         cfg = core::load_process_config(sch, sub, argv, "HOP_", {"HOP_CLIENT_"});
     } catch (const core::ConfigError& e) {
@@ -252,7 +255,18 @@ int server_main(int argc, const char* const* argv) {
         std::cerr << "hopgate-server: HOP_LOG_LEVEL: must be debug, info, warn or error\n";
         return 1;
     }
-    auto out = std::make_shared<core::LogOutput>(*level);
+    // Loki: every log line is also queued (bounded, drop-oldest) for the pusher started below.
+    std::optional<core::LokiSettings> loki;
+    try {
+        loki = core::loki_settings_from_config(cfg, "server");
+    } catch (const core::ConfigError& e) {
+        std::cerr << "hopgate-server: configuration error:\n" << e.what() << "\n";
+        return 1;
+    }
+    auto loki_queue =
+        loki ? std::make_shared<core::LokiQueue>(core::LokiQueue::Limits{}) : nullptr;
+    auto out = std::make_shared<core::LogOutput>(
+        *level, loki_queue ? core::LokiQueue::tee(loki_queue, core::stderr_sink()) : core::LogSink{});
     core::Logger log(out, "server");
     for (const auto& w : cfg.warnings()) {
         log.warn(w);
@@ -437,6 +451,13 @@ int server_main(int argc, const char* const* argv) {
         std::cerr << "hopgate-server: " << e.what() << "\n";
         return 1;
     }
+    std::shared_ptr<net::LokiPusher> loki_pusher;
+    if (loki) {
+        loki_pusher = std::make_shared<net::LokiPusher>(io, *loki, loki_queue,
+                                                        log.with_component("loki"));
+        loki_pusher->bind_metrics(gw->metrics_registry());
+        loki_pusher->start();
+    }
     // Tests and scripts read the bound ports from this one line on stdout.
     std::cout << "{\"https\":" << gw->https_port() << ",\"http\":" << gw->http_port()
               << ",\"dtls\":" << gw->dtls_port() << ",\"tunnel\":" << gw->tunnel_port()
@@ -503,6 +524,9 @@ int server_main(int argc, const char* const* argv) {
     out->set_deferred([&io, o = out.get()] { boost::asio::post(io, [o] { o->flush(); }); });
     io.run();
     out->set_deferred({});
+    if (loki_pusher) {
+        loki_pusher->finish(net::LokiPusher::kFinalFlush);  // the last lines, "shutting down" included
+    }
     return 0;
 }
 

@@ -32,10 +32,10 @@ for args, want in cases:
     check(not os.path.exists(os.path.join(work, "hopgate.db")),
           "no database file written by a start-up that failed")
 
-# Settings of the original project that do nothing here, and ACME settings without a CA: a
+# A misspelt setting (HOP_LOKKI_*), one of the original project that does nothing here, and ACME settings without a CA: a
 # server that starts anyway says so on its first lines, then stops cleanly on SIGTERM.
 import json, signal, time
-env = dict(os.environ, HOP_ACME_EMAIL="ops@example.com", HOP_LOKI_ENABLE="true",
+env = dict(os.environ, HOP_ACME_EMAIL="ops@example.com", HOP_LOKKI_ENABLE="true",
            HOP_DB_MAXOPEN="3")
 log_path = os.path.join(work, "warn.log")
 p = subprocess.Popen([f"{BIN}/hopgate-server", *listen, "--db-dsn", f"sqlite://{work}/w.db",
@@ -47,7 +47,7 @@ lines = [json.loads(l) for l in open(log_path, errors="replace") if l.startswith
 msgs = [l.get("msg", "") for l in lines]
 check(any(m.startswith("certificate source: self-signed although ACME settings are present") for m in msgs),
       "ACME settings without HOP_ACME_CA_DIR: a warning names the certificate source and why")
-check("environment: unknown key HOP_LOKI_ENABLE (ignored)" in msgs and
+check("environment: unknown key HOP_LOKKI_ENABLE (ignored)" in msgs and
       "environment: unknown key HOP_DB_MAXOPEN (ignored)" in msgs,
       "unknown HOP_* keys in the environment are reported (not only HOP_SERVER_*)")
 p.send_signal(signal.SIGTERM)

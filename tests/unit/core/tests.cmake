@@ -1,1 +1,6 @@
 hg_test(unit_core LABEL unit SOURCES ${CMAKE_CURRENT_LIST_DIR}/result_test.cpp ${CMAKE_CURRENT_LIST_DIR}/config_test.cpp ${CMAKE_CURRENT_LIST_DIR}/dotenv_test.cpp ${CMAKE_CURRENT_LIST_DIR}/log_test.cpp ${CMAKE_CURRENT_LIST_DIR}/metrics_test.cpp ${CMAKE_CURRENT_LIST_DIR}/buffer_budget_test.cpp ${CMAKE_CURRENT_LIST_DIR}/recycling_allocator_test.cpp LIBS hg_core)
+hg_test(unit_loki LABEL unit SOURCES ${CMAKE_CURRENT_LIST_DIR}/loki_test.cpp LIBS hg_core)
+if(TARGET unit_loki)
+  find_package(nlohmann_json 3.11 REQUIRED)
+  target_link_libraries(unit_loki PRIVATE nlohmann_json::nlohmann_json)
+endif()
