@@ -16,6 +16,7 @@ PKGS=(
   python3-websockets
   pebble
   chromium fonts-nanum
+  prometheus
 )
 
 missing=()

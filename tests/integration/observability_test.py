@@ -9,7 +9,7 @@ a few requests, then:
   - GET /api/v1/admin/domains/tunnels lists the live tunnel; the access log names it;
   - the status page shows the version the binary reports.
 Usage: observability_test.py <bin-dir> <source-dir> <dtls|tls>. Every wait is bounded."""
-import datetime, http.server, json, os, re, subprocess, sys, threading, time
+import datetime, http.server, json, os, re, shutil, subprocess, sys, threading, time
 
 from hg_e2e import Gateway, check, start_local_service
 
@@ -219,6 +219,12 @@ try:
             names.add((where, n))
     missing = sorted(f"{w}: {n}" for w, n in names if not exported(n, types, samples))
     check(not missing, f"{len(names)} metric references all exported (missing: {missing})")
+    # The rules file is valid for Prometheus itself (syntax, PromQL, templates).
+    promtool = shutil.which("promtool")
+    if check(promtool is not None, "promtool is installed (Debian prometheus, scripts/install-deps.sh)"):
+        r = subprocess.run([promtool, "check", "rules", os.path.join(SRC, "packaging/prometheus/alerts.yml")],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"promtool check rules: {(r.stdout + r.stderr).strip()[-200:]}")
 
     # The tunnel going away: the per-domain gauge drops to 0 (the alert's condition).
     gw.terminate(gw.procs[-1], "hopgate-client")
