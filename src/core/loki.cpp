@@ -1,10 +1,6 @@
 #include "core/loki.hpp"
 
-#include <cerrno>
 #include <charconv>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
@@ -15,7 +11,7 @@ void add_loki_options(ConfigSchema& s) {
     s.add({.env = "HOP_LOKI_ENABLE", .flag = "--loki-enable", .type = OptionType::kBool,
            .default_value = "false", .help = "push log lines to Loki (HOP_LOKI_ENDPOINT)"});
     s.add({.env = "HOP_LOKI_ENDPOINT", .flag = "--loki-endpoint", .default_value = "",
-           .help = "Loki base URL (http://host:3100, https://host) or full push URL "
+           .help = "Loki base URL (http://host:3100) or full push URL "
                    "(http://host:3100/loki/api/v1/push)"});
     s.add({.env = "HOP_LOKI_TENANT_ID", .flag = "--loki-tenant-id", .default_value = "",
            .help = "tenant sent as X-Scope-OrgID (multi-tenant Loki)"});
@@ -26,22 +22,14 @@ void add_loki_options(ConfigSchema& s) {
     s.add({.env = "HOP_LOKI_STATIC_LABELS", .flag = "--loki-static-labels", .default_value = "",
            .help = "extra stream labels, comma-separated k=v (app=hopgate and component are "
                    "always set)"});
-    s.add({.env = "HOP_LOKI_CA_FILE", .flag = "--loki-ca-file", .default_value = "",
-           .help = "PEM file of extra CAs trusted for an https:// HOP_LOKI_ENDPOINT (the "
-                   "system roots are always trusted)"});
 }
 
 Result<LokiEndpoint> parse_loki_endpoint(std::string_view url) {
-    LokiEndpoint ep;
-    if (url.starts_with("https://")) {
-        ep.tls = true;
-        ep.port = 443;
-        url.remove_prefix(8);
-    } else if (url.starts_with("http://")) {
-        url.remove_prefix(7);
-    } else {
+    constexpr std::string_view kScheme = "http://";
+    if (url.size() < kScheme.size() || url.substr(0, kScheme.size()) != kScheme) {
         return Errc::kInvalidArgument;
     }
+    url.remove_prefix(kScheme.size());
     const auto slash = url.find('/');
     std::string_view authority = url.substr(0, slash);
     std::string_view path = slash == std::string_view::npos ? "" : url.substr(slash);
@@ -49,6 +37,7 @@ Result<LokiEndpoint> parse_loki_endpoint(std::string_view url) {
         path.find_first_of("?# ") != std::string_view::npos) {
         return Errc::kInvalidArgument;
     }
+    LokiEndpoint ep;
     std::string_view host = authority;
     std::string_view port;
     if (authority.front() == '[') {  // [::1]:3100
@@ -135,7 +124,7 @@ std::optional<LokiSettings> loki_settings_from_config(const Config& cfg,
         problems.push_back("HOP_LOKI_ENDPOINT: must be set when HOP_LOKI_ENABLE is on");
     } else if (auto ep = parse_loki_endpoint(url); !ep) {
         problems.push_back("HOP_LOKI_ENDPOINT: \"" + url +
-                           "\" is not an http[s]://host[:port][/path] URL");
+                           "\" is not an http://host[:port][/path] URL (https is not supported)");
     } else {
         s.endpoint = std::move(*ep);
     }
@@ -144,20 +133,6 @@ std::optional<LokiSettings> loki_settings_from_config(const Config& cfg,
     s.password = cfg.get_string("HOP_LOKI_PASSWORD");
     if (s.username.empty() && !s.password.empty()) {
         problems.push_back("HOP_LOKI_PASSWORD: set without HOP_LOKI_USERNAME");
-    }
-    s.ca_file = cfg.get_string("HOP_LOKI_CA_FILE");
-    if (!s.ca_file.empty()) {
-        std::ifstream f(s.ca_file);
-        std::string pem((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-        if (!f.is_open()) {
-            problems.push_back("HOP_LOKI_CA_FILE: cannot read \"" + s.ca_file +
-                               "\": " + std::strerror(errno));
-        } else if (pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos) {
-            problems.push_back("HOP_LOKI_CA_FILE: \"" + s.ca_file +
-                               "\" holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
-        } else if (!s.endpoint.tls && !s.endpoint.host.empty()) {
-            problems.push_back("HOP_LOKI_CA_FILE: set but HOP_LOKI_ENDPOINT is not https://");
-        }
     }
     s.labels = {{"app", "hopgate"}, {"component", std::string(component)}};
     const std::string& text = cfg.get_string("HOP_LOKI_STATIC_LABELS");

@@ -31,18 +31,17 @@
 namespace hopgate::core {
 
 // Adds HOP_LOKI_ENABLE, HOP_LOKI_ENDPOINT, HOP_LOKI_TENANT_ID, HOP_LOKI_USERNAME,
-// HOP_LOKI_PASSWORD (secret), HOP_LOKI_STATIC_LABELS and HOP_LOKI_CA_FILE to a binary's schema.
+// HOP_LOKI_PASSWORD (secret) and HOP_LOKI_STATIC_LABELS to a binary's schema.
 void add_loki_options(ConfigSchema& schema);
 
-// Where to push: http[s]://host[:port][/path]. A base URL (no path or "/") gets
-// /loki/api/v1/push. The port defaults to 80 (http) or 443 (https).
+// Where to push: http://host[:port][/path]. A base URL (no path or "/") gets /loki/api/v1/push.
 struct LokiEndpoint {
-    bool tls = false;  // https://: TLS 1.2+, certificate and host name verified
     std::string host;
     std::uint16_t port = 80;
     std::string target;  // "/loki/api/v1/push"
 };
-// Errors: Errc::kInvalidArgument for anything but an http:// or https:// URL with a host.
+// Errors: Errc::kInvalidArgument for anything but an http:// URL with a host (https:// is not
+// supported: put a local TLS-terminating agent or the plain-HTTP port of Loki in front).
 Result<LokiEndpoint> parse_loki_endpoint(std::string_view url);
 
 // "k=v,k2=v2" -> labels. Names must match [a-zA-Z_][a-zA-Z0-9_]*; values are non-empty.
@@ -55,7 +54,6 @@ struct LokiSettings {
     std::string username;   // Basic auth when non-empty
     std::string password;
     std::map<std::string, std::string> labels;  // app, component and the static labels
-    std::string ca_file;  // extra trusted CAs (PEM) for https://, besides the system roots
 };
 // From a loaded Config; std::nullopt when HOP_LOKI_ENABLE is off. Throws ConfigError naming the
 // setting when it is on and a setting is invalid. `component` is "server" or "client".

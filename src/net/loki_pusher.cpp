@@ -8,14 +8,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/error.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <functional>
-#include <openssl/ssl.h>
-#include <openssl/x509_vfy.h>
-
-#include "tls/certs.hpp"
 
 namespace hopgate::net {
 
@@ -26,31 +19,11 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// One POST with an overall deadline: resolve, connect, TLS handshake (https://), write, read the
-// response (body capped). `done(status, error)`: status 0 with a reason when no response came.
-// `ssl` is null for http://.
+// One POST with an overall deadline: resolve, connect, write, read the response (body capped).
+// `done(status, error)`: status 0 with a reason when no response came.
 struct PostOp : std::enable_shared_from_this<PostOp> {
-    PostOp(asio::io_context& io, asio::ssl::context* ssl,
-           std::function<void(int, const std::string&)> cb)
-        : resolver(io), deadline(io), done(std::move(cb)) {
-        if (ssl != nullptr) {
-            tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(io, *ssl);
-        } else {
-            plain = std::make_unique<beast::tcp_stream>(io);
-        }
-    }
-
-    beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
-
-    // f(stream) with the stream HTTP goes over: the TLS stream or the plain TCP stream.
-    template <class F>
-    void with_stream(F&& f) {
-        if (tls) {
-            f(*tls);
-        } else {
-            f(*plain);
-        }
-    }
+    PostOp(asio::io_context& io, std::function<void(int, const std::string&)> cb)
+        : resolver(io), stream(io), deadline(io), done(std::move(cb)) {}
 
     void run(const core::LokiEndpoint& ep, std::chrono::milliseconds timeout) {
         deadline.expires_after(timeout);
@@ -58,22 +31,9 @@ struct PostOp : std::enable_shared_from_this<PostOp> {
             if (!ec) {
                 self->timed_out = true;
                 self->resolver.cancel();
-                self->tcp().socket().close();
+                self->stream.socket().close();
             }
         });
-        if (tls) {
-            // Server name indication and host name verification (an IP literal is matched
-            // against the certificate's IP addresses and sends no SNI).
-            SSL* ssl = tls->native_handle();
-            const bool name_ok =
-                tls::is_ip_literal(ep.host)
-                    ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ep.host.c_str()) == 1
-                    : SSL_set_tlsext_host_name(ssl, ep.host.c_str()) == 1 &&
-                          SSL_set1_host(ssl, ep.host.c_str()) == 1;
-            if (!name_ok) {
-                return finish(0, "TLS: cannot set the host name to verify");
-            }
-        }
         resolver.async_resolve(
             ep.host, std::to_string(ep.port),
             [self = shared_from_this()](const boost::system::error_code& ec,
@@ -81,74 +41,40 @@ struct PostOp : std::enable_shared_from_this<PostOp> {
                 if (ec) {
                     return self->finish(0, "resolve: " + self->reason(ec));
                 }
-                self->tcp().async_connect(
+                self->stream.async_connect(
                     r, [self](const boost::system::error_code& ec2, const tcp::endpoint&) {
                         if (ec2) {
                             return self->finish(0, "connect: " + self->reason(ec2));
                         }
-                        if (!self->tls) {
-                            return self->write();
-                        }
-                        self->tls->async_handshake(
-                            asio::ssl::stream_base::client,
-                            [self](const boost::system::error_code& ec3) {
-                                if (ec3) {
-                                    return self->finish(0, "TLS handshake: " +
-                                                               self->tls_reason(ec3));
-                                }
-                                self->write();
-                            });
+                        http::async_write(self->stream, self->req,
+                                          [self](const boost::system::error_code& ec3,
+                                                 std::size_t) {
+                                              if (ec3) {
+                                                  return self->finish(
+                                                      0, "write: " + self->reason(ec3));
+                                              }
+                                              self->read();
+                                          });
                     });
             });
     }
 
-    void write() {
-        with_stream([&](auto& s) {
-            http::async_write(s, req,
-                              [self = shared_from_this()](const boost::system::error_code& ec,
-                                                          std::size_t) {
-                                  if (ec) {
-                                      return self->finish(0, "write: " + self->reason(ec));
-                                  }
-                                  self->read();
-                              });
-        });
-    }
-
     void read() {
         parser.body_limit(64 * 1024);
-        with_stream([&](auto& s) {
-            http::async_read(
-                s, buf, parser,
-                [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                    // A TLS peer that closes without close_notify after a complete response
-                    // (body delimited by Content-Length) still gave its answer.
-                    const bool truncated_ok =
-                        ec == asio::ssl::error::stream_truncated && self->parser.is_done();
-                    if (ec && !truncated_ok) {
-                        return self->finish(0, "read: " + self->reason(ec));
-                    }
-                    const auto& res = self->parser.get();
-                    std::string body = res.body().substr(0, 200);
-                    self->finish(static_cast<int>(res.result_int()), body);
-                });
-        });
+        http::async_read(stream, buf, parser,
+                         [self = shared_from_this()](const boost::system::error_code& ec,
+                                                     std::size_t) {
+                             if (ec) {
+                                 return self->finish(0, "read: " + self->reason(ec));
+                             }
+                             const auto& res = self->parser.get();
+                             std::string body = res.body().substr(0, 200);
+                             self->finish(static_cast<int>(res.result_int()), body);
+                         });
     }
 
     std::string reason(const boost::system::error_code& ec) const {
         return timed_out ? std::string("timed out") : ec.message();
-    }
-
-    // The OpenSSL reason, with the certificate verification result when that is what failed.
-    std::string tls_reason(const boost::system::error_code& ec) const {
-        std::string why = reason(ec);
-        if (!timed_out) {
-            const long v = SSL_get_verify_result(tls->native_handle());
-            if (v != X509_V_OK) {
-                why += std::string(" (") + X509_verify_cert_error_string(v) + ")";
-            }
-        }
-        return why;
     }
 
     void finish(int status, const std::string& why) {
@@ -156,18 +82,16 @@ struct PostOp : std::enable_shared_from_this<PostOp> {
             return;
         }
         deadline.cancel();
-        resolver.cancel();
         boost::system::error_code ignored;
-        tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
-        tcp().socket().close(ignored);
+        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        stream.socket().close(ignored);
         auto cb = std::move(done);
         done = nullptr;
         cb(status, why);
     }
 
     tcp::resolver resolver;
-    std::unique_ptr<beast::tcp_stream> plain;                      // http://
-    std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;     // https://
+    beast::tcp_stream stream;
     asio::steady_timer deadline;
     http::request<http::string_body> req;
     beast::flat_buffer buf;
@@ -194,27 +118,6 @@ void fill_request(http::request<http::string_body>& req, const core::LokiSetting
     req.prepare_payload();
 }
 
-// TLS 1.2+ client context for an https:// endpoint: the system roots plus `ca_file` (PEM),
-// peer verification on (the host name is set per connection). `why` says what failed to load.
-std::shared_ptr<asio::ssl::context> make_loki_ssl_context(const std::string& ca_file,
-                                                          std::string& why) {
-    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-    SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
-    boost::system::error_code ec;
-    ctx->set_default_verify_paths(ec);
-    if (ec) {
-        why = "system CA roots: " + ec.message();
-    }
-    if (!ca_file.empty()) {
-        ctx->load_verify_file(ca_file, ec);
-        if (ec) {
-            why = "HOP_LOKI_CA_FILE " + ca_file + ": " + ec.message();
-        }
-    }
-    ctx->set_verify_mode(asio::ssl::verify_peer);
-    return ctx;
-}
-
 bool retryable(int status) { return status == 0 || status == 408 || status == 429 || status >= 500; }
 
 }  // namespace
@@ -233,15 +136,6 @@ LokiPusher::LokiPusher(asio::io_context& io, core::LokiSettings settings,
         enc.resize(beast::detail::base64::encode(enc.data(), plain.data(), plain.size()));
         authorization_ = "Basic " + enc;
     }
-    if (settings_.endpoint.tls) {
-        // A CA file that does not load leaves the pushes failing verification (retried and
-        // logged); the settings check has already made sure the file is a readable PEM.
-        std::string why;
-        ssl_ = make_loki_ssl_context(settings_.ca_file, why);
-        if (!why.empty()) {
-            log_.error("Loki TLS: cannot load trusted CAs", {{"reason", why}});
-        }
-    }
 }
 
 void LokiPusher::bind_metrics(core::MetricsRegistry& reg) {
@@ -254,8 +148,8 @@ void LokiPusher::bind_metrics(core::MetricsRegistry& reg) {
                               {})
                       .get();
     m_failures_ = &reg.counter("hopgate_loki_push_failures_total",
-                               "Loki pushes that failed (connection or TLS error, timeout, 5xx, "
-                               "408, 429) and were retried.",
+                               "Loki pushes that failed (connection error, timeout, 5xx, 408, "
+                               "429) and were retried.",
                                {})
                        .get();
     m_queue_ = &reg.gauge("hopgate_loki_queue_lines", "Log lines waiting to be pushed to Loki.",
@@ -265,8 +159,7 @@ void LokiPusher::bind_metrics(core::MetricsRegistry& reg) {
 
 void LokiPusher::start() {
     log_.info("pushing logs to Loki",
-              {{"endpoint", std::string(settings_.endpoint.tls ? "https://" : "http://") +
-                                settings_.endpoint.host + ":" +
+              {{"endpoint", "http://" + settings_.endpoint.host + ":" +
                                 std::to_string(settings_.endpoint.port) +
                                 settings_.endpoint.target},
                {"tenant", settings_.tenant_id}});
@@ -330,7 +223,7 @@ void LokiPusher::tick() {
 void LokiPusher::send() {
     in_flight_ = true;
     auto op = std::make_shared<PostOp>(
-        io_, ssl_.get(), [self = shared_from_this()](int status, const std::string& why) {
+        io_, [self = shared_from_this()](int status, const std::string& why) {
             self->on_sent(status, why);
         });
     fill_request(op->req, settings_, authorization_, batch_);
@@ -410,7 +303,7 @@ bool LokiPusher::finish(std::chrono::milliseconds budget) {
             break;
         }
         int got = -1;
-        auto op = std::make_shared<PostOp>(io, ssl_.get(), [&got](int status, const std::string&) {
+        auto op = std::make_shared<PostOp>(io, [&got](int status, const std::string&) {
             got = status;
         });
         fill_request(op->req, settings_, authorization_, batch_);

@@ -1,6 +1,5 @@
 // Loki push, the I/O half: takes batches from a core::LokiQueue and POSTs them to Loki's push
-// API (HTTP, or HTTPS with TLS 1.2+ and certificate + host name verification; Beast) on the
-// process's io_context.
+// API (plain HTTP, Beast) on the process's io_context.
 //
 //   auto q = std::make_shared<core::LokiQueue>(core::LokiQueue::Limits{});
 //   auto out = std::make_shared<core::LogOutput>(level, core::LokiQueue::tee(q, stderr_sink()));
@@ -12,10 +11,10 @@
 //   pusher->finish(std::chrono::seconds(2));   // after the loop: bounded final flush
 //
 // Behaviour: every `interval`, and as soon as batch_lines lines wait, one request carries up to
-// batch_lines lines / batch_bytes bytes. A failed push (connection error, TLS handshake or
-// certificate verification error, timeout, 5xx, 408, 429) is retried with the same batch after
-// an exponential backoff (backoff_base doubling up to backoff_cap); lines that arrive meanwhile
-// wait in the bounded queue, which drops its oldest lines when full. Any other 4xx drops the batch (Loki refused its content; retrying cannot
+// batch_lines lines / batch_bytes bytes. A failed push (connection error, timeout, 5xx, 408,
+// 429) is retried with the same batch after an exponential backoff (backoff_base doubling up to
+// backoff_cap); lines that arrive meanwhile wait in the bounded queue, which drops its oldest
+// lines when full. Any other 4xx drops the batch (Loki refused its content; retrying cannot
 // help), counted as dropped. Every request has a deadline (request_timeout).
 // Threads: start() and the pushes run on the io_context's thread; finish() runs after the loop
 // has stopped, on the caller's thread, with its own io_context. The log sink never waits for it.
@@ -31,10 +30,6 @@
 #include "core/log.hpp"
 #include "core/loki.hpp"
 #include "core/metrics.hpp"
-
-namespace boost::asio::ssl {
-class context;
-}
 
 namespace hopgate::net {
 
@@ -90,7 +85,6 @@ private:
     boost::asio::steady_timer timer_;
     std::vector<core::LokiEntry> batch_;  // taken from the queue, not yet accepted by Loki
     std::string authorization_;           // "Basic ..." or empty
-    std::shared_ptr<boost::asio::ssl::context> ssl_;  // https:// only
     bool in_flight_ = false;
     bool stopped_ = false;
     unsigned failures_ = 0;  // consecutive

@@ -230,9 +230,9 @@ try:
     import subprocess
     bad = subprocess.run([f"{BIN}/hopgate-server", "check-config"], cwd=gw.work, timeout=30,
                          capture_output=True, text=True,
-                         env=loki_env("ftp://loki.example:3100"))
+                         env=loki_env("https://loki.example:3100"))
     check(bad.returncode == 1 and "HOP_LOKI_ENDPOINT" in bad.stderr,
-          f"an ftp:// endpoint is refused naming HOP_LOKI_ENDPOINT (exit {bad.returncode})")
+          f"an https:// endpoint is refused naming HOP_LOKI_ENDPOINT (exit {bad.returncode})")
     bad = subprocess.run([f"{BIN}/hopgate-client", "--server-addr", "127.0.0.1:1", "--domain",
                           DOMAIN, "--api-key", "k", "check-config"], cwd=gw.work, timeout=30,
                          capture_output=True, text=True,

@@ -1,7 +1,5 @@
 #include "core/loki.hpp"
 
-#include <fstream>
-
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -128,8 +126,7 @@ TEST(LokiBody, InvalidUtf8Replaced) {
     EXPECT_EQ(j["streams"][0]["values"][0][1], "a\xEF\xBF\xBD" "b");
 }
 
-// Base URLs get the push path; full push URLs keep theirs; http:// (port 80) and https://
-// (port 443, tls) are accepted.
+// Base URLs get the push path; full push URLs keep theirs; only http:// is accepted.
 TEST(LokiEndpoint, Parse) {
     auto a = parse_loki_endpoint("http://127.0.0.1:3100");
     ASSERT_TRUE(a);
@@ -145,19 +142,7 @@ TEST(LokiEndpoint, Parse) {
     ASSERT_TRUE(c);
     EXPECT_EQ(c->host, "::1");
     EXPECT_EQ(c->target, "/loki/api/v1/push");
-    EXPECT_FALSE(a->tls);
-    auto d = parse_loki_endpoint("https://logs.example.com/loki/api/v1/push");
-    ASSERT_TRUE(d);
-    EXPECT_TRUE(d->tls);
-    EXPECT_EQ(d->host, "logs.example.com");
-    EXPECT_EQ(d->port, 443);
-    EXPECT_EQ(d->target, "/loki/api/v1/push");
-    auto e = parse_loki_endpoint("https://127.0.0.1:3443");
-    ASSERT_TRUE(e);
-    EXPECT_TRUE(e->tls);
-    EXPECT_EQ(e->port, 3443);
-    for (const char* bad : {"", "ftp://loki:3100", "loki:3100", "http://", "http://:3100",
-                            "https://", "https://:443", "https://u@h", "HTTPS//h",
+    for (const char* bad : {"", "https://loki:3100", "loki:3100", "http://", "http://:3100",
                             "http://h:0", "http://h:70000", "http://h:x", "http://u@h:1",
                             "http://h:1/p?q=1", "http://[::1"}) {
         EXPECT_FALSE(parse_loki_endpoint(bad)) << bad;
@@ -217,33 +202,6 @@ TEST(LokiSettings, FromConfig) {
                            {"HOP_LOKI_STATIC_LABELS", "bad"}}),
                      "server"),
                  ConfigError);
-    // HOP_LOKI_CA_FILE: kept for https://; unreadable, not PEM, or with http:// is refused.
-    const std::string dir = ::testing::TempDir();
-    const std::string pem = dir + "/loki_ca_test.pem";
-    const std::string junk = dir + "/loki_ca_junk.pem";
-    std::ofstream(pem) << "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-    std::ofstream(junk) << "not a certificate\n";
-    auto tls = loki_settings_from_config(load({{"HOP_LOKI_ENABLE", "1"},
-                                               {"HOP_LOKI_ENDPOINT", "https://h"},
-                                               {"HOP_LOKI_CA_FILE", pem}}),
-                                         "server");
-    ASSERT_TRUE(tls);
-    EXPECT_TRUE(tls->endpoint.tls);
-    EXPECT_EQ(tls->ca_file, pem);
-    for (const auto& [endpoint, file] :
-         std::vector<std::pair<std::string, std::string>>{{"https://h", dir + "/no-such.pem"},
-                                                          {"https://h", junk},
-                                                          {"http://h", pem}}) {
-        try {
-            (void)loki_settings_from_config(load({{"HOP_LOKI_ENABLE", "1"},
-                                                  {"HOP_LOKI_ENDPOINT", endpoint},
-                                                  {"HOP_LOKI_CA_FILE", file}}),
-                                            "server");
-            FAIL() << "accepted " << endpoint << " with " << file;
-        } catch (const ConfigError& ex) {
-            EXPECT_NE(std::string(ex.what()).find("HOP_LOKI_CA_FILE"), std::string::npos);
-        }
-    }
 }
 
 // Backoff doubles from the base and stops at the cap.
