@@ -21,7 +21,7 @@ Usage: e2e_edge_budget_test.py <bin-dir> <dtls|tls>. Every wait is bounded; exit
 failure."""
 import http.server, os, re, socket, ssl, sys, threading, time
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, count_closed
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
@@ -267,16 +267,7 @@ try:
         c.connect(("127.0.0.1", gw.ports["https"]))
         crowd.append(c)
     time.sleep(1)
-    closed = 0
-    for c in crowd:
-        c.setblocking(False)
-        try:
-            if c.recv(1) == b"":
-                closed += 1
-        except BlockingIOError:
-            pass
-        except OSError:
-            closed += 1
+    closed = count_closed(crowd)
     check(closed == 6, f"over --max-connections-per-source {PER_SOURCE_CONNS}: the 6 extra connections are closed ({closed})")
     check(get_status("127.0.0.3", DOM_A) == 200, "another source still connects and gets 200")
     check(get_status("127.0.0.2", DOM_A) is None, "a further connection of the crowded source is closed")

@@ -13,7 +13,7 @@ Usage: e2e_edge_stall_test.py <bin-dir> <dtls|tls>. Every wait is bounded; exits
 failure."""
 import hashlib, http.server, os, socket, ssl, struct, sys, threading, time
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, rss
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
@@ -69,17 +69,6 @@ class Server(http.server.ThreadingHTTPServer):
 
 local = Server(("127.0.0.1", 0), Local)
 threading.Thread(target=local.serve_forever, daemon=True).start()
-
-
-def rss(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def tcp_state(sock):

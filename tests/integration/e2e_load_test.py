@@ -15,7 +15,7 @@ check fails (a failed set-up step skips the rest), printing the tail of each bin
 import hashlib, http.server, json, os, random, socketserver, struct, subprocess
 import sys, threading, time, traceback
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, rss
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 IMPAIR = sys.argv[3] if len(sys.argv) > 3 else os.path.join(BIN, "hopgate-impair")
@@ -172,17 +172,6 @@ def start(args, name):
 
 def stop(p):
     gw.terminate(p)
-
-
-def rss(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 class RssSampler:

@@ -14,7 +14,7 @@ except ImportError:  # Debian's python3-websockets under another interpreter (e.
     import websockets
 from http import HTTPStatus
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, count_closed
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 ADMIN_KEY = "e2e-admin-key-0123456789abcdef"
@@ -387,16 +387,7 @@ try:
     cap_ctx.check_hostname = False
     conns = [socket.create_connection(("127.0.0.1", cap_ports["https"]), timeout=5) for _ in range(30)]
     time.sleep(1)
-    closed = 0
-    for c in conns:
-        c.setblocking(False)
-        try:
-            if c.recv(1) == b"":
-                closed += 1
-        except BlockingIOError:
-            pass
-        except OSError:
-            closed += 1
+    closed = count_closed(conns)
     check(closed == 10, f"over --max-connections 20: the 10 extra connections are closed ({closed})")
     for c in conns:
         c.close()

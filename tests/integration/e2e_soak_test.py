@@ -12,7 +12,7 @@ binaries stay up, and every process exits 0 on SIGTERM at the end.
 Usage: e2e_soak_test.py <bin-dir> <dtls|tls> [seconds]. Every loop is bounded in time."""
 import hashlib, http.client, http.server, os, socket, ssl, sys, threading, time
 
-from hg_e2e import Gateway, check
+from hg_e2e import Gateway, check, rss
 
 BIN, TRANSPORT = sys.argv[1], sys.argv[2]
 SOAK_SECONDS = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
@@ -88,17 +88,6 @@ stop = threading.Event()
 stats_lock = threading.Lock()
 normal = {"ok": 0, "bad": [], "lat": []}
 hostile = {"slowloris": 0, "stalled": 0, "slowpost": 0, "idle": 0, "errors": 0}
-
-
-def rss(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def raw_tls(source, rcvbuf=None, timeout=10):

@@ -39,6 +39,34 @@ def start_local_service(body):
     return server
 
 
+def rss(pid):
+    """The resident set size of process `pid` in bytes (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def count_closed(conns):
+    """How many of the connected sockets `conns` the peer has closed (reads without blocking;
+    leaves them non-blocking)."""
+    closed = 0
+    for c in conns:
+        c.setblocking(False)
+        try:
+            if c.recv(1) == b"":
+                closed += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    return closed
+
+
 class Gateway:
     """hopgate-server (+ clients) under a fresh work directory; logs are <work>/<name>.log."""
 
