@@ -133,19 +133,20 @@ void check_database(Report& r, const GatewayConfig& g) {
 template <class Protocol>
 void check_port(Report& r, asio::io_context& io, const std::string& addr, const char* setting,
                 const char* name) {
-    const auto colon = addr.rfind(':');
-    std::string host = addr.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[') {
-        host = host.substr(1, host.size() - 2);
+    // Parsed as the server parses it (core::parse_listen_address; an empty host is 0.0.0.0).
+    std::string why;
+    const auto listen = core::parse_listen_address(addr, &why);
+    if (!listen) {
+        r.fail(std::string(setting) + ": " + why);
+        return;
     }
-    const auto port = static_cast<unsigned short>(std::stoi(addr.substr(colon + 1)));
     boost::system::error_code ec;
-    const auto ip = host.empty() ? asio::ip::address(asio::ip::address_v6::any())
-                                 : asio::ip::make_address(host, ec);
+    const auto ip = asio::ip::make_address(listen->host.empty() ? "0.0.0.0" : listen->host, ec);
     if (ec) {
         r.fail(std::string(setting) + ": " + addr + ": " + ec.message());
         return;
     }
+    const auto port = listen->port;
     if (port == 0) {
         r.ok(std::string(name) + " listener " + addr + ": any free port");
         return;

@@ -193,10 +193,11 @@ std::string remote_ip_of(const tcp::socket& s) {
 // responses go out in request order.
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    // `source`: the visitor's admin::source_key, for the per-source limits.
+    // `remote_ip`: the peer address as text (logs, forwarding headers); `source`: its
+    // admin::source_key, for the per-source limits.
     Session(tcp::socket sock, asio::ssl::context& ctx, std::shared_ptr<FrontDoor::Impl> door,
-            std::string source)
-        : remote_ip_(remote_ip_of(sock)), source_(std::move(source)),
+            std::string remote_ip, std::string source)
+        : remote_ip_(std::move(remote_ip)), source_(std::move(source)),
           stream_(std::move(sock), ctx), door_(door), timer_(door->io) {
         // TLS record buffers: none while the handshake runs, kept while requests run, released
         // when the connection goes idle between requests (release_idle_memory).
@@ -1450,7 +1451,8 @@ void FrontDoor::Impl::accept_https(tcp::acceptor& a) {
                 self->metrics->connections_rejected.inc();
             }
         } else if (!ec) {
-            std::string source = admin::source_key(remote_ip_of(s));
+            std::string remote_ip = remote_ip_of(s);  // once per connection: key and logs
+            std::string source = admin::source_key(remote_ip);
             const std::size_t cap = self->opts.max_connections_per_source;
             auto it = self->source_connections.find(source);
             if (cap > 0 && it != self->source_connections.end() && it->second >= cap) {
@@ -1461,7 +1463,8 @@ void FrontDoor::Impl::accept_https(tcp::acceptor& a) {
             } else {
                 beast::error_code ignored;  // `ec` stays the accept's result for next_accept
                 s.set_option(tcp::no_delay(true), ignored);
-                std::make_shared<Session>(std::move(s), *self->ssl, self, std::move(source))
+                std::make_shared<Session>(std::move(s), *self->ssl, self, std::move(remote_ip),
+                                          std::move(source))
                     ->start();
             }
         }
